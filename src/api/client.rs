@@ -1,0 +1,462 @@
+//! The async client for all eleven Participant Service operations.
+//!
+//! Authentication is the `X-Amz-Bearer` header (ParticipantToken for
+//! CreateParticipantConnection, ConnectionToken for the rest); there is no SigV4.
+//! Throttling, 5xx and transport errors are retried with capped, jittered exponential
+//! backoff; 400/402/403/404/409 never are. SendMessage, SendEvent and the other
+//! operations with a `ClientToken` get one UUID per logical call, kept across retries,
+//! so a retry can never post twice.
+
+use super::endpoint::Endpoint;
+use super::error::{decode_error, ApiError};
+use super::model::*;
+use crate::clock::{parse_http_date, Clock};
+use crate::secret::Secret;
+use backon::{ExponentialBuilder, Retryable};
+use reqwest::Method;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use time::OffsetDateTime;
+
+pub const USER_AGENT: &str = concat!("connect-chatd/", env!("CARGO_PKG_VERSION"));
+
+/// The operations of the API model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Operation {
+    CreateParticipantConnection,
+    GetTranscript,
+    SendMessage,
+    SendEvent,
+    DisconnectParticipant,
+    StartAttachmentUpload,
+    CompleteAttachmentUpload,
+    GetAttachment,
+    GetAuthenticationUrl,
+    CancelParticipantAuthentication,
+    DescribeView,
+}
+
+impl Operation {
+    pub const ALL: [Operation; 11] = [
+        Operation::CreateParticipantConnection,
+        Operation::GetTranscript,
+        Operation::SendMessage,
+        Operation::SendEvent,
+        Operation::DisconnectParticipant,
+        Operation::StartAttachmentUpload,
+        Operation::CompleteAttachmentUpload,
+        Operation::GetAttachment,
+        Operation::GetAuthenticationUrl,
+        Operation::CancelParticipantAuthentication,
+        Operation::DescribeView,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Operation::CreateParticipantConnection => "CreateParticipantConnection",
+            Operation::GetTranscript => "GetTranscript",
+            Operation::SendMessage => "SendMessage",
+            Operation::SendEvent => "SendEvent",
+            Operation::DisconnectParticipant => "DisconnectParticipant",
+            Operation::StartAttachmentUpload => "StartAttachmentUpload",
+            Operation::CompleteAttachmentUpload => "CompleteAttachmentUpload",
+            Operation::GetAttachment => "GetAttachment",
+            Operation::GetAuthenticationUrl => "GetAuthenticationUrl",
+            Operation::CancelParticipantAuthentication => "CancelParticipantAuthentication",
+            Operation::DescribeView => "DescribeView",
+        }
+    }
+
+    /// The request path (DescribeView's ViewToken is appended by the caller).
+    pub fn path(self) -> &'static str {
+        match self {
+            Operation::CreateParticipantConnection => "/participant/connection",
+            Operation::GetTranscript => "/participant/transcript",
+            Operation::SendMessage => "/participant/message",
+            Operation::SendEvent => "/participant/event",
+            Operation::DisconnectParticipant => "/participant/disconnect",
+            Operation::StartAttachmentUpload => "/participant/start-attachment-upload",
+            Operation::CompleteAttachmentUpload => "/participant/complete-attachment-upload",
+            Operation::GetAttachment => "/participant/attachment",
+            Operation::GetAuthenticationUrl => "/participant/authentication-url",
+            Operation::CancelParticipantAuthentication => "/participant/cancel-authentication",
+            Operation::DescribeView => "/participant/views/",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Operation> {
+        Self::ALL.into_iter().find(|o| o.name() == name)
+    }
+}
+
+/// How one API call is retried: `max_attempts` in all, delays growing from `min_delay`
+/// by doubling up to `max_delay`, each with random jitter.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RetryPolicy {
+    pub max_attempts: u32,
+    pub min_delay: Duration,
+    pub max_delay: Duration,
+}
+
+impl Default for RetryPolicy {
+    /// The SDKs' standard mode: 3 attempts, delays capped at 20 s. The first delay is
+    /// short because CreateParticipantConnection must succeed within minutes of the
+    /// chat's start.
+    fn default() -> Self {
+        RetryPolicy {
+            max_attempts: 3,
+            min_delay: Duration::from_millis(200),
+            max_delay: Duration::from_secs(20),
+        }
+    }
+}
+
+impl RetryPolicy {
+    pub fn none() -> Self {
+        RetryPolicy {
+            max_attempts: 1,
+            ..Default::default()
+        }
+    }
+
+    fn backoff(&self) -> ExponentialBuilder {
+        ExponentialBuilder::default()
+            .with_min_delay(self.min_delay)
+            .with_max_delay(self.max_delay)
+            .with_factor(2.0)
+            .with_max_times(self.max_attempts.saturating_sub(1) as usize)
+            .with_jitter()
+    }
+}
+
+pub struct ApiClientBuilder {
+    endpoint: Endpoint,
+    retry: RetryPolicy,
+    timeout: Duration,
+    clock: Clock,
+}
+
+impl ApiClientBuilder {
+    pub fn retry(mut self, retry: RetryPolicy) -> Self {
+        self.retry = retry;
+        self
+    }
+
+    /// The timeout of one HTTP attempt.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    pub fn clock(mut self, clock: Clock) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    pub fn build(self) -> Result<ApiClient, ApiError> {
+        crate::tls::install_crypto_provider();
+        let http = reqwest::Client::builder()
+            .user_agent(USER_AGENT)
+            .timeout(self.timeout)
+            .connect_timeout(Duration::from_secs(10))
+            .pool_idle_timeout(Duration::from_secs(50))
+            .build()
+            .map_err(|e| ApiError::Transport {
+                operation: "build",
+                message: e.without_url().to_string(),
+            })?;
+        Ok(ApiClient {
+            inner: Arc::new(Inner {
+                http,
+                endpoint: self.endpoint,
+                retry: self.retry,
+                clock: self.clock,
+                server_offset_ms: AtomicI64::new(0),
+            }),
+        })
+    }
+}
+
+struct Inner {
+    http: reqwest::Client,
+    endpoint: Endpoint,
+    retry: RetryPolicy,
+    clock: Clock,
+    /// The server's clock minus ours, from the last response's `Date` header.
+    server_offset_ms: AtomicI64,
+}
+
+/// A cheap-to-clone handle on the API.
+#[derive(Clone)]
+pub struct ApiClient {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for ApiClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApiClient")
+            .field("endpoint", &self.inner.endpoint.base().as_str())
+            .field("retry", &self.inner.retry)
+            .finish()
+    }
+}
+
+impl ApiClient {
+    pub fn builder(endpoint: Endpoint) -> ApiClientBuilder {
+        ApiClientBuilder {
+            endpoint,
+            retry: RetryPolicy::default(),
+            timeout: Duration::from_secs(30),
+            clock: Clock::new(),
+        }
+    }
+
+    pub fn endpoint(&self) -> &Endpoint {
+        &self.inner.endpoint
+    }
+
+    pub fn clock(&self) -> Clock {
+        self.inner.clock
+    }
+
+    /// Our best estimate of the server's current time: the local clock corrected by the
+    /// offset seen in the last response's `Date` header (1 s resolution).
+    pub fn server_now(&self) -> OffsetDateTime {
+        let offset = self.inner.server_offset_ms.load(Ordering::Relaxed);
+        self.inner.clock.now() + time::Duration::milliseconds(offset)
+    }
+
+    pub async fn create_participant_connection(
+        &self,
+        participant_token: &Secret,
+        request: &CreateParticipantConnectionRequest,
+    ) -> Result<CreateParticipantConnectionResponse, ApiError> {
+        self.call(Operation::CreateParticipantConnection, None, participant_token, Some(request))
+            .await
+    }
+
+    pub async fn get_transcript(
+        &self,
+        connection_token: &Secret,
+        request: &GetTranscriptRequest,
+    ) -> Result<GetTranscriptResponse, ApiError> {
+        self.call(Operation::GetTranscript, None, connection_token, Some(request))
+            .await
+    }
+
+    /// Sends a message. A missing `ClientToken` is filled with a fresh UUID, the same
+    /// for every retry of this call.
+    pub async fn send_message(
+        &self,
+        connection_token: &Secret,
+        request: &SendMessageRequest,
+    ) -> Result<SendMessageResponse, ApiError> {
+        let mut request = request.clone();
+        request.client_token.get_or_insert_with(new_client_token);
+        self.call(Operation::SendMessage, None, connection_token, Some(&request))
+            .await
+    }
+
+    /// Sends an event (typing, read/delivered receipt, connection ack), with a stable
+    /// `ClientToken` as [`send_message`](Self::send_message).
+    pub async fn send_event(
+        &self,
+        connection_token: &Secret,
+        request: &SendEventRequest,
+    ) -> Result<SendEventResponse, ApiError> {
+        let mut request = request.clone();
+        request.client_token.get_or_insert_with(new_client_token);
+        self.call(Operation::SendEvent, None, connection_token, Some(&request))
+            .await
+    }
+
+    pub async fn disconnect_participant(
+        &self,
+        connection_token: &Secret,
+        request: &DisconnectParticipantRequest,
+    ) -> Result<EmptyResponse, ApiError> {
+        let mut request = request.clone();
+        request.client_token.get_or_insert_with(new_client_token);
+        self.call(Operation::DisconnectParticipant, None, connection_token, Some(&request))
+            .await
+    }
+
+    pub async fn start_attachment_upload(
+        &self,
+        connection_token: &Secret,
+        request: &StartAttachmentUploadRequest,
+    ) -> Result<StartAttachmentUploadResponse, ApiError> {
+        let mut request = request.clone();
+        if request.client_token.is_empty() {
+            request.client_token = new_client_token();
+        }
+        self.call(Operation::StartAttachmentUpload, None, connection_token, Some(&request))
+            .await
+    }
+
+    pub async fn complete_attachment_upload(
+        &self,
+        connection_token: &Secret,
+        request: &CompleteAttachmentUploadRequest,
+    ) -> Result<EmptyResponse, ApiError> {
+        let mut request = request.clone();
+        if request.client_token.is_empty() {
+            request.client_token = new_client_token();
+        }
+        self.call(Operation::CompleteAttachmentUpload, None, connection_token, Some(&request))
+            .await
+    }
+
+    pub async fn get_attachment(
+        &self,
+        connection_token: &Secret,
+        request: &GetAttachmentRequest,
+    ) -> Result<GetAttachmentResponse, ApiError> {
+        self.call(Operation::GetAttachment, None, connection_token, Some(request))
+            .await
+    }
+
+    pub async fn get_authentication_url(
+        &self,
+        connection_token: &Secret,
+        request: &GetAuthenticationUrlRequest,
+    ) -> Result<GetAuthenticationUrlResponse, ApiError> {
+        self.call(Operation::GetAuthenticationUrl, None, connection_token, Some(request))
+            .await
+    }
+
+    pub async fn cancel_participant_authentication(
+        &self,
+        connection_token: &Secret,
+        request: &CancelParticipantAuthenticationRequest,
+    ) -> Result<EmptyResponse, ApiError> {
+        self.call(
+            Operation::CancelParticipantAuthentication,
+            None,
+            connection_token,
+            Some(request),
+        )
+        .await
+    }
+
+    pub async fn describe_view(
+        &self,
+        connection_token: &Secret,
+        view_token: &str,
+    ) -> Result<DescribeViewResponse, ApiError> {
+        self.call::<(), _>(Operation::DescribeView, Some(view_token), connection_token, None)
+            .await
+    }
+
+    /// One logical call: serialise once, then send with retries.
+    async fn call<Req: Serialize, Resp: DeserializeOwned>(
+        &self,
+        op: Operation,
+        path_param: Option<&str>,
+        bearer: &Secret,
+        body: Option<&Req>,
+    ) -> Result<Resp, ApiError> {
+        let body = match body {
+            Some(b) => Some(serde_json::to_vec(b).map_err(|e| ApiError::Decode {
+                operation: op.name(),
+                message: format!("could not encode the request: {e}"),
+            })?),
+            None => None,
+        };
+        let mut url = self.inner.endpoint.url(op.path());
+        if let Some(p) = path_param {
+            url.path_segments_mut()
+                .map_err(|_| ApiError::Decode {
+                    operation: op.name(),
+                    message: "endpoint URL cannot take a path".into(),
+                })?
+                .pop_if_empty()
+                .push(p);
+        }
+        let method = if op == Operation::DescribeView {
+            Method::GET
+        } else {
+            Method::POST
+        };
+        let attempt = || self.send_once::<Resp>(op, method.clone(), url.clone(), bearer, body.as_deref());
+        attempt
+            .retry(self.inner.retry.backoff())
+            .sleep(tokio::time::sleep)
+            .when(ApiError::is_retryable)
+            .notify(|err, delay| {
+                tracing::warn!(operation = op.name(), error = %err, ?delay, "retrying API call");
+            })
+            .await
+    }
+
+    async fn send_once<Resp: DeserializeOwned>(
+        &self,
+        op: Operation,
+        method: Method,
+        url: reqwest::Url,
+        bearer: &Secret,
+        body: Option<&[u8]>,
+    ) -> Result<Resp, ApiError> {
+        let mut req = self
+            .inner
+            .http
+            .request(method, url)
+            .header("X-Amz-Bearer", bearer.expose())
+            .header("Accept", "application/json");
+        if let Some(b) = body {
+            req = req
+                .header("Content-Type", "application/json")
+                .body(b.to_vec());
+        }
+        let transport = |e: reqwest::Error| ApiError::Transport {
+            operation: op.name(),
+            message: e.without_url().to_string(),
+        };
+        let resp = req.send().await.map_err(transport)?;
+        let status = resp.status();
+        let headers = resp.headers().clone();
+        self.note_server_date(&headers);
+        let bytes = resp.bytes().await.map_err(transport)?;
+        if !status.is_success() {
+            let (code, message) = decode_error(status, &headers, &bytes);
+            let request_id = headers
+                .get("x-amzn-requestid")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string);
+            return Err(ApiError::Service {
+                operation: op.name(),
+                status: status.as_u16(),
+                code,
+                message,
+                request_id,
+            });
+        }
+        let bytes: &[u8] = if bytes.is_empty() { b"{}" } else { &bytes };
+        serde_json::from_slice(bytes).map_err(|e| ApiError::Decode {
+            operation: op.name(),
+            message: e.to_string(),
+        })
+    }
+
+    fn note_server_date(&self, headers: &reqwest::header::HeaderMap) {
+        if let Some(server) = headers
+            .get(reqwest::header::DATE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(parse_http_date)
+        {
+            // The header has whole seconds: add half a second so the estimate is centred.
+            let server = server + time::Duration::milliseconds(500);
+            let offset = (server - self.inner.clock.now()).whole_milliseconds();
+            let offset = offset.clamp(i64::MIN as i128, i64::MAX as i128) as i64;
+            self.inner.server_offset_ms.store(offset, Ordering::Relaxed);
+        }
+    }
+}
+
+/// A fresh idempotency token.
+pub fn new_client_token() -> String {
+    uuid::Uuid::new_v4().to_string()
+}

@@ -1,0 +1,147 @@
+//! The emulator's websocket side: the upgrade of a presigned URL (connect window,
+//! socket limit, injected upgrade faults) and one task per socket that answers
+//! subscribe, heartbeat and ping frames, forwards published chat frames, closes at
+//! ConnectionExpiry, and plays dropped or half-open sockets on demand.
+
+use super::state::Outbound;
+use super::Shared;
+use axum::body::Body;
+use axum::extract::{Query, Request, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use futures_util::{SinkExt, StreamExt};
+use hyper_util::rt::TokioIo;
+use serde_json::Value;
+use std::collections::HashMap;
+use std::sync::Arc;
+use tokio::sync::watch;
+use tokio::time::{sleep_until, Instant};
+use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::WebSocketStream;
+
+pub(crate) async fn upgrade(
+    State((shared, stopped)): State<(Arc<Shared>, watch::Receiver<bool>)>,
+    Query(query): Query<HashMap<String, String>>,
+    mut req: Request,
+) -> Response {
+    let Some(key) = req.headers().get("sec-websocket-key").cloned() else {
+        return (StatusCode::BAD_REQUEST, "expected a websocket upgrade").into_response();
+    };
+    let url_token = query.get("X-Amz-Security-Token").cloned().unwrap_or_default();
+    let opened = shared.lock().open_socket(&url_token);
+    let (id, expires, outbound) = match opened {
+        Ok(v) => v,
+        Err((status, message)) => {
+            let body = serde_json::json!({ "message": message }).to_string();
+            return Response::builder()
+                .status(status)
+                .header(header::CONTENT_TYPE, "application/json")
+                .body(Body::from(body))
+                .expect("static response parts");
+        }
+    };
+    let on_upgrade = hyper::upgrade::on(&mut req);
+    tokio::spawn(async move {
+        match on_upgrade.await {
+            Ok(upgraded) => {
+                let config = WebSocketConfig::default().max_message_size(Some(1 << 20));
+                let ws = WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(config)).await;
+                serve_socket(&shared, id, expires, ws, outbound, stopped).await;
+            }
+            Err(e) => tracing::debug!(error = %e, "emulator: upgrade did not complete"),
+        }
+        shared.lock().close_socket(id);
+    });
+    let mut resp = Response::new(Body::empty());
+    *resp.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    let h = resp.headers_mut();
+    h.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+    h.insert(
+        header::SEC_WEBSOCKET_ACCEPT,
+        HeaderValue::from_str(&derive_accept_key(key.as_bytes())).expect("base64 is a valid header"),
+    );
+    resp
+}
+
+async fn serve_socket<S>(
+    shared: &Shared,
+    id: u64,
+    expires: Instant,
+    mut ws: WebSocketStream<S>,
+    mut outbound: tokio::sync::mpsc::Receiver<Outbound>,
+    mut stopped: watch::Receiver<bool>,
+) where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    let mut stalled = false;
+    let close = |code: u16, reason: &'static str| {
+        Message::Close(Some(CloseFrame {
+            code: CloseCode::from(code),
+            reason: reason.into(),
+        }))
+    };
+    loop {
+        tokio::select! {
+            _ = sleep_until(expires), if !stalled => {
+                let _ = ws.send(close(1001, "connection expired")).await;
+                break;
+            }
+            _ = async { let _ = stopped.wait_for(|s| *s).await; } => break,
+            out = outbound.recv() => match out {
+                // Removed from the state (queue overflow): vanish.
+                None | Some(Outbound::Drop) => break,
+                Some(Outbound::Stall) => stalled = true,
+                Some(Outbound::Text(_)) if stalled => {}
+                Some(Outbound::Text(t)) => {
+                    if ws.send(Message::text(t)).await.is_err() {
+                        break;
+                    }
+                }
+                Some(Outbound::Close(code, reason)) => {
+                    if !stalled {
+                        let _ = ws.send(close(code, reason)).await;
+                    }
+                    break;
+                }
+            },
+            msg = ws.next() => match msg {
+                None | Some(Err(_)) => break,
+                Some(Ok(_)) if stalled => {}
+                Some(Ok(Message::Text(t))) => {
+                    if let Some(reply) = answer(shared, id, t.as_str()) {
+                        if ws.send(Message::text(reply)).await.is_err() {
+                            break;
+                        }
+                    }
+                }
+                Some(Ok(Message::Close(_))) => {
+                    let _ = ws.close(None).await;
+                    break;
+                }
+                Some(Ok(_)) => {}
+            },
+        }
+    }
+}
+
+/// The emulator's reply to a client frame, if it gets one.
+fn answer(shared: &Shared, id: u64, text: &str) -> Option<String> {
+    let frame: Value = serde_json::from_str(text).ok()?;
+    match frame.get("topic").and_then(Value::as_str)? {
+        "aws/subscribe" => {
+            let topics_ok = frame
+                .pointer("/content/topics")
+                .and_then(Value::as_array)
+                .is_some_and(|t| t.iter().any(|t| t == "aws/chat"));
+            Some(shared.lock().subscribe(id, topics_ok))
+        }
+        "aws/heartbeat" => Some(r#"{"topic":"aws/heartbeat"}"#.to_string()),
+        "aws/ping" => Some(r#"{"topic":"aws/ping","statusCode":200,"statusContent":"OK"}"#.to_string()),
+        "aws/unsubscribe" => Some(r#"{"topic":"aws/unsubscribe","content":{"status":"success"}}"#.to_string()),
+        _ => None,
+    }
+}

@@ -1,0 +1,9 @@
+//! connect-chatd: a participant-side chat client for the Amazon Connect Participant
+//! Service that keeps a chat connected and delivers every Item exactly once, plus a
+//! faithful local emulator of the service.
+
+pub mod api;
+pub mod clock;
+pub mod emulator;
+pub mod secret;
+pub mod tls;
