@@ -4,6 +4,10 @@
 
 pub mod api;
 pub mod clock;
+pub mod delivery;
 pub mod emulator;
+pub mod frame;
+pub mod socket;
+pub mod supervisor;
 pub mod secret;
 pub mod tls;

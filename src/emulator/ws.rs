@@ -119,7 +119,12 @@ async fn serve_socket<S>(
                     }
                 }
                 Some(Ok(Message::Close(_))) => {
-                    let _ = ws.close(None).await;
+                    // tungstenite queued the close reply; reading on flushes it and
+                    // ends the stream once the handshake is complete.
+                    let _ = tokio::time::timeout(std::time::Duration::from_secs(5), async {
+                        while let Some(Ok(_)) = ws.next().await {}
+                    })
+                    .await;
                     break;
                 }
                 Some(Ok(_)) => {}

@@ -1,0 +1,377 @@
+//! One websocket to the service: dial a presigned URL with deliberate buffer sizes,
+//! subscribe to `aws/chat` and wait for the ack, then run as a task that decodes chat
+//! frames into Items, sends heartbeats and deep pings, and reports upward through a
+//! bounded channel: [`SocketEvent::Item`] and, last of all, [`SocketEvent::Closed`] with
+//! the reason. A missing heartbeat reply at the next tick means the socket is half-open.
+//! A full channel (a slow consumer) closes the socket rather than buffering without
+//! bound; the supervisor recovers the gap from the transcript.
+
+use crate::api::endpoint::{check_websocket_url, EndpointError};
+use crate::api::model::Item;
+use crate::frame::{self, Inbound};
+use crate::secret::PresignedUrl;
+use futures_util::{SinkExt, StreamExt};
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::{interval_at, timeout, Instant, MissedTickBehavior};
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
+use tokio_tungstenite::tungstenite::{Error as WsError, Message};
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+use tracing::{debug, info, warn};
+
+type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct SocketConfig {
+    /// Time allowed for TCP + TLS + the HTTP upgrade.
+    pub dial_timeout: Duration,
+    /// Time allowed for the subscribe ack.
+    pub subscribe_timeout: Duration,
+    /// Subscribes tried on one socket before giving it up (a `failure` status).
+    pub subscribe_attempts: u32,
+    /// Heartbeat and deep-ping interval; a reply missing at the next tick = half-open.
+    pub heartbeat_interval: Duration,
+    /// Events buffered between the socket task and the supervisor.
+    pub event_capacity: usize,
+    /// Largest websocket message accepted (an Item is at most 16384 characters).
+    pub max_message_size: usize,
+    /// tungstenite's read buffer: it decides most of the memory of an idle socket.
+    pub read_buffer_size: usize,
+    /// Time allowed for the close handshake when we close.
+    pub close_timeout: Duration,
+}
+
+impl Default for SocketConfig {
+    fn default() -> Self {
+        SocketConfig {
+            dial_timeout: Duration::from_secs(15),
+            subscribe_timeout: Duration::from_secs(10),
+            subscribe_attempts: 3,
+            heartbeat_interval: Duration::from_secs(10),
+            event_capacity: 256,
+            max_message_size: 256 * 1024,
+            read_buffer_size: 4096,
+            close_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Why a socket ended.
+#[derive(Debug, Clone, PartialEq)]
+pub enum CloseReason {
+    /// We asked, and the close handshake completed: every frame sent before it was read.
+    Requested,
+    /// The server sent a close frame.
+    Server { code: u16, reason: String },
+    /// The server (or the network) went away without a close frame, or a read failed.
+    Error(String),
+    /// A heartbeat or ping reply did not come back in time: half-open.
+    Stalled,
+    /// The gateway sent an error frame.
+    Gateway(String),
+    /// The consumer fell behind and the event channel was full.
+    Overflow,
+}
+
+impl std::fmt::Display for CloseReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CloseReason::Requested => f.write_str("closed by us"),
+            CloseReason::Server { code, reason } => write!(f, "closed by the server ({code} {reason})"),
+            CloseReason::Error(e) => write!(f, "lost: {e}"),
+            CloseReason::Stalled => f.write_str("stalled: no heartbeat reply (half-open)"),
+            CloseReason::Gateway(m) => write!(f, "gateway error frame: {m}"),
+            CloseReason::Overflow => f.write_str("consumer too slow: event buffer full"),
+        }
+    }
+}
+
+#[derive(Debug)]
+pub enum SocketEvent {
+    Item(Box<Item>),
+    /// The last event of a socket.
+    Closed(CloseReason),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SocketError {
+    #[error("invalid websocket URL: {0}")]
+    Url(#[from] EndpointError),
+    #[error("websocket dial failed: {0}")]
+    Dial(String),
+    #[error("websocket upgrade refused with HTTP {0}")]
+    Refused(u16),
+    #[error("websocket dial timed out after {0:?}")]
+    DialTimeout(Duration),
+    #[error("no subscribe ack within {0:?}")]
+    SubscribeTimeout(Duration),
+    #[error("subscribe failed with status {0:?}")]
+    SubscribeFailed(String),
+    #[error("socket closed while subscribing: {0}")]
+    Closed(String),
+}
+
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+
+/// The supervisor's end of a socket task. Dropping it closes the socket.
+#[derive(Debug)]
+pub struct SocketHandle {
+    pub id: u64,
+    events: mpsc::Receiver<SocketEvent>,
+    close: Option<oneshot::Sender<()>>,
+}
+
+impl SocketHandle {
+    /// The next event; `None` after `Closed` has been received.
+    pub async fn recv(&mut self) -> Option<SocketEvent> {
+        self.events.recv().await
+    }
+
+    /// Asks for a clean close (code 1000). Frames already sent keep arriving, then
+    /// `Closed(Requested)`.
+    pub fn request_close(&mut self) {
+        if let Some(tx) = self.close.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+/// Dials `url`, subscribes to `aws/chat`, and starts the socket's task.
+pub async fn open(url: &PresignedUrl, cfg: &SocketConfig) -> Result<SocketHandle, SocketError> {
+    let parsed = check_websocket_url(url.expose())?;
+    let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
+    let ws_config = WebSocketConfig::default()
+        .read_buffer_size(cfg.read_buffer_size)
+        .write_buffer_size(0)
+        .max_write_buffer_size(cfg.max_message_size * 2)
+        .max_message_size(Some(cfg.max_message_size))
+        .max_frame_size(Some(cfg.max_message_size));
+    let connector = (parsed.scheme() == "wss")
+        .then(|| tokio_tungstenite::Connector::Rustls(crate::tls::websocket_tls_config()));
+    debug!(socket = id, url = %url, "dialling");
+    let dial = tokio_tungstenite::connect_async_tls_with_config(url.expose(), Some(ws_config), true, connector);
+    let (mut ws, _) = timeout(cfg.dial_timeout, dial)
+        .await
+        .map_err(|_| SocketError::DialTimeout(cfg.dial_timeout))?
+        .map_err(|e| match e {
+            WsError::Http(resp) => SocketError::Refused(resp.status().as_u16()),
+            other => SocketError::Dial(other.to_string()),
+        })?;
+
+    let mut early = VecDeque::new();
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        ws.send(Message::text(frame::SUBSCRIBE))
+            .await
+            .map_err(|e| SocketError::Closed(e.to_string()))?;
+        let ack = timeout(cfg.subscribe_timeout, wait_for_ack(&mut ws, &mut early))
+            .await
+            .map_err(|_| SocketError::SubscribeTimeout(cfg.subscribe_timeout))??;
+        match ack {
+            Ok(()) => break,
+            Err(status) if attempt < cfg.subscribe_attempts => {
+                warn!(socket = id, %status, attempt, "subscribe failed; trying again");
+            }
+            Err(status) => {
+                let _ = ws.close(None).await;
+                return Err(SocketError::SubscribeFailed(status));
+            }
+        }
+    }
+    info!(socket = id, "websocket subscribed");
+
+    let (tx, rx) = mpsc::channel(cfg.event_capacity.max(1));
+    let (close_tx, close_rx) = oneshot::channel();
+    let task = SocketTask {
+        id,
+        ws,
+        tx,
+        cfg: cfg.clone(),
+        malformed: 0,
+    };
+    tokio::spawn(task.run(close_rx, early));
+    Ok(SocketHandle {
+        id,
+        events: rx,
+        close: Some(close_tx),
+    })
+}
+
+/// Reads until the subscribe ack. Ok(Ok) on success, Ok(Err(status)) on a failure status.
+async fn wait_for_ack(ws: &mut Ws, early: &mut VecDeque<Box<Item>>) -> Result<Result<(), String>, SocketError> {
+    loop {
+        match ws.next().await {
+            Some(Ok(Message::Text(t))) => match frame::decode(t.as_str()) {
+                Ok(Inbound::SubscribeAck { success: true, .. }) => return Ok(Ok(())),
+                Ok(Inbound::SubscribeAck { status, .. }) => return Ok(Err(status)),
+                Ok(Inbound::Chat(item)) => early.push_back(item),
+                Ok(Inbound::GatewayError { message }) => return Err(SocketError::Closed(message)),
+                Ok(_) => {}
+                Err(e) => warn!(error = %e, "skipping a malformed frame while subscribing"),
+            },
+            Some(Ok(Message::Close(f))) => {
+                return Err(SocketError::Closed(
+                    f.map(|f| format!("{} {}", u16::from(f.code), f.reason)).unwrap_or_default(),
+                ))
+            }
+            Some(Ok(_)) => {}
+            Some(Err(e)) => return Err(SocketError::Closed(e.to_string())),
+            None => return Err(SocketError::Closed("end of stream".into())),
+        }
+    }
+}
+
+struct SocketTask {
+    id: u64,
+    ws: Ws,
+    tx: mpsc::Sender<SocketEvent>,
+    cfg: SocketConfig,
+    malformed: u64,
+}
+
+/// What one received message means for the loop.
+enum Step {
+    Continue,
+    Stop(CloseReason),
+}
+
+impl SocketTask {
+    async fn run(mut self, mut close_rx: oneshot::Receiver<()>, early: VecDeque<Box<Item>>) {
+        let reason = self.serve(&mut close_rx, early).await;
+        match &reason {
+            CloseReason::Requested => debug!(socket = self.id, "websocket closed"),
+            other => warn!(socket = self.id, reason = %other, "websocket ended"),
+        }
+        // Free the connection before waiting on a busy consumer.
+        let SocketTask { ws, tx, .. } = self;
+        drop(ws);
+        let _ = tx.send(SocketEvent::Closed(reason)).await;
+    }
+
+    async fn serve(&mut self, close_rx: &mut oneshot::Receiver<()>, early: VecDeque<Box<Item>>) -> CloseReason {
+        for item in early {
+            if self.tx.try_send(SocketEvent::Item(item)).is_err() {
+                return CloseReason::Overflow;
+            }
+        }
+        let period = self.cfg.heartbeat_interval;
+        let mut ticks = interval_at(Instant::now() + period, period);
+        ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let mut awaiting_heartbeat = false;
+        let mut awaiting_ping = false;
+        loop {
+            tokio::select! {
+                // A dropped handle counts as a close request too.
+                _ = &mut *close_rx => return self.close_cleanly().await,
+                msg = self.ws.next() => match self.on_message(msg, &mut awaiting_heartbeat, &mut awaiting_ping) {
+                    Step::Continue => {}
+                    Step::Stop(reason) => return reason,
+                },
+                _ = ticks.tick() => {
+                    if awaiting_heartbeat || awaiting_ping {
+                        return CloseReason::Stalled;
+                    }
+                    for f in [frame::HEARTBEAT, frame::PING] {
+                        // A send that cannot finish within a period is as dead as a missing reply.
+                        match timeout(period, self.ws.send(Message::text(f))).await {
+                            Ok(Ok(())) => {}
+                            Ok(Err(e)) => return CloseReason::Error(e.to_string()),
+                            Err(_) => return CloseReason::Stalled,
+                        }
+                    }
+                    awaiting_heartbeat = true;
+                    awaiting_ping = true;
+                }
+            }
+        }
+    }
+
+    fn on_message(
+        &mut self,
+        msg: Option<Result<Message, WsError>>,
+        awaiting_heartbeat: &mut bool,
+        awaiting_ping: &mut bool,
+    ) -> Step {
+        match msg {
+            Some(Ok(Message::Text(t))) => match frame::decode(t.as_str()) {
+                Ok(Inbound::Chat(item)) => {
+                    if self.tx.try_send(SocketEvent::Item(item)).is_err() {
+                        return Step::Stop(CloseReason::Overflow);
+                    }
+                }
+                Ok(Inbound::HeartbeatReply) => *awaiting_heartbeat = false,
+                Ok(Inbound::PingReply { status_code }) => {
+                    if status_code.is_some_and(|c| c != 200) {
+                        warn!(socket = self.id, ?status_code, "deep ping answered with an error");
+                    }
+                    *awaiting_ping = false;
+                }
+                Ok(Inbound::GatewayError { message }) => return Step::Stop(CloseReason::Gateway(message)),
+                Ok(Inbound::SubscribeAck { success, status }) => {
+                    if !success {
+                        warn!(socket = self.id, %status, "unexpected subscribe failure on a live socket");
+                    }
+                }
+                Ok(Inbound::Other { topic }) => debug!(socket = self.id, %topic, "ignoring a frame of an unknown topic"),
+                Err(e) => self.note_malformed(&e.to_string(), t.len()),
+            },
+            Some(Ok(Message::Binary(b))) => self.note_malformed("binary frame", b.len()),
+            Some(Ok(Message::Close(f))) => {
+                let (code, reason) = f
+                    .map(|f| (u16::from(f.code), f.reason.to_string()))
+                    .unwrap_or((1005, String::new()));
+                return Step::Stop(CloseReason::Server { code, reason });
+            }
+            Some(Ok(_)) => {}
+            Some(Err(e)) => return Step::Stop(CloseReason::Error(e.to_string())),
+            None => return Step::Stop(CloseReason::Error("connection closed without a close frame".into())),
+        }
+        Step::Continue
+    }
+
+    /// Malformed input is logged (the first few at warn, then at debug) and skipped.
+    fn note_malformed(&mut self, what: &str, len: usize) {
+        self.malformed += 1;
+        if self.malformed <= 3 {
+            warn!(socket = self.id, error = what, bytes = len, "skipping a malformed frame");
+        } else {
+            debug!(socket = self.id, error = what, bytes = len, "skipping a malformed frame");
+        }
+    }
+
+    /// Sends close 1000 and keeps forwarding Items until the server's close arrives, so a
+    /// make-before-break switch loses nothing that was sent on this socket.
+    async fn close_cleanly(&mut self) -> CloseReason {
+        let frame = Message::Close(Some(CloseFrame {
+            code: CloseCode::Normal,
+            reason: "".into(),
+        }));
+        if let Err(e) = self.ws.send(frame).await {
+            return CloseReason::Error(format!("close failed: {e}"));
+        }
+        let close_timeout = self.cfg.close_timeout;
+        let (mut hb, mut ping) = (false, false);
+        let drain = async {
+            loop {
+                match self.ws.next().await {
+                    Some(Ok(Message::Close(_))) | None => return CloseReason::Requested,
+                    Some(Err(WsError::ConnectionClosed)) => return CloseReason::Requested,
+                    msg => {
+                        if let Step::Stop(reason) = self.on_message(msg, &mut hb, &mut ping) {
+                            return reason;
+                        }
+                    }
+                }
+            }
+        };
+        match timeout(close_timeout, drain).await {
+            Ok(r) => r,
+            Err(_) => CloseReason::Error("close handshake timed out".into()),
+        }
+    }
+}

@@ -1,0 +1,741 @@
+//! The session supervisor: one participant's connection, kept alive for the life of
+//! the chat.
+//!
+//! ```text
+//! Connecting ─▶ Subscribing ─▶ Backfilling ─▶ Live ─┬─ renewal due ─▶ Renewing ─▶ Live
+//!     ▲                                             ├─ socket lost ─▶ Reconnecting ─┐
+//!     └──────────────────────── backoff ◀───────────┘                               │
+//!     ◀─────────────────────────────────────────────────────────────────────────────┘
+//! Live ─ chat-ended Item, or 403 after the chat was live ─▶ Ended
+//! ```
+//!
+//! * CreateParticipantConnection asks for the websocket and fresh ConnectionCredentials
+//!   together, so every renewal also renews the ConnectionToken.
+//! * The presigned URL is dialled inside its connect window, or a new one is fetched.
+//! * Renewal is make-before-break: the new socket subscribes, then the old one is closed
+//!   and drained to its close handshake before the new one's Items are read, so the
+//!   switch neither loses nor reorders anything.
+//! * After every (re)subscribe, GetTranscript pages FORWARD from the last delivered
+//!   Item's Id until NextToken is empty, so Items published while no socket was
+//!   subscribed are delivered, in order, once.
+//! * Throttling and 5xx are retried with capped, jittered backoff, forever; a 403 on the
+//!   first CreateParticipantConnection is a rejected token and ends the session at once.
+
+use crate::api::model::*;
+use crate::api::{ApiClient, ApiError};
+use crate::clock::until;
+use crate::delivery::{ConsumerGone, Cursor, Delivery, Offered, SessionStats, Source, StatsSnapshot};
+use crate::secret::{PresignedUrl, Secret};
+use crate::socket::{self, CloseReason, SocketConfig, SocketError, SocketEvent, SocketHandle};
+use backon::{BackoffBuilder, ExponentialBackoff, ExponentialBuilder};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+use time::OffsetDateTime;
+use tokio::sync::{mpsc, watch};
+use tokio::time::{sleep, sleep_until, Instant};
+use tracing::{debug, info, warn};
+
+/// What to deliver from before the session started.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum History {
+    /// The whole transcript first, then live Items.
+    #[default]
+    All,
+    /// Only Items that arrive after the start.
+    None,
+}
+
+#[derive(Debug, Clone)]
+pub struct SupervisorConfig {
+    pub history: History,
+    /// Sets `ConnectParticipant: true` on CreateParticipantConnection.
+    pub connect_participant: bool,
+    /// How long a presigned URL stays dialable (the service says 100 s); a URL older than
+    /// this minus `connect_margin` is replaced rather than dialled.
+    pub connect_window: Duration,
+    pub connect_margin: Duration,
+    /// Renew this long before ConnectionExpiry (at most a quarter of the lifetime)…
+    pub renew_lead: Duration,
+    /// …minus a random part of up to this (at most a tenth of the lifetime), so many
+    /// sessions do not renew in lockstep…
+    pub renew_jitter: Duration,
+    /// …and never later than this after a dial, whatever the expiry says.
+    pub max_socket_age: Duration,
+    /// Reconnect backoff: first delay and cap (jitter adds up to one more delay).
+    pub reconnect_min: Duration,
+    pub reconnect_max: Duration,
+    /// A socket that lived this long resets the reconnect backoff.
+    pub stable_after: Duration,
+    /// Items per GetTranscript page (at most 100).
+    pub page_size: i64,
+    pub socket: SocketConfig,
+}
+
+impl Default for SupervisorConfig {
+    fn default() -> Self {
+        SupervisorConfig {
+            history: History::All,
+            connect_participant: false,
+            connect_window: Duration::from_secs(100),
+            connect_margin: Duration::from_secs(10),
+            renew_lead: Duration::from_secs(60),
+            renew_jitter: Duration::from_secs(30),
+            max_socket_age: Duration::from_secs(55 * 60),
+            reconnect_min: Duration::from_millis(250),
+            reconnect_max: Duration::from_secs(30),
+            stable_after: Duration::from_secs(30),
+            page_size: 100,
+            socket: SocketConfig::default(),
+        }
+    }
+}
+
+/// Where the session is; published on a `watch` channel and logged on every change.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SessionState {
+    Starting,
+    Connecting,
+    Subscribing,
+    Backfilling,
+    Live,
+    Renewing,
+    Reconnecting { attempt: u32, delay: Duration },
+    Ended,
+    Stopped,
+}
+
+/// How a session finished without an error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionOutcome {
+    /// The chat ended (its end Item was delivered, or the service said so).
+    ChatEnded,
+    /// A shutdown was requested.
+    Shutdown,
+    /// The consumer of Items went away (e.g. stdout closed).
+    ConsumerGone,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    /// 403 on the first CreateParticipantConnection: nothing to retry.
+    #[error("the participant token was rejected: {0}")]
+    TokenRejected(#[source] ApiError),
+    /// A non-retryable error (400, 404, …).
+    #[error("the service refused the session: {0}")]
+    Fatal(#[source] ApiError),
+}
+
+/// The ConnectionToken and when it expires.
+#[derive(Debug, Clone)]
+struct Credentials {
+    token: Secret,
+    expiry: OffsetDateTime,
+}
+
+/// A CreateParticipantConnection answer, not dialled yet.
+struct Created {
+    url: PresignedUrl,
+    ws_expiry: OffsetDateTime,
+    creds: Credentials,
+    received_at: Instant,
+    server_now: OffsetDateTime,
+}
+
+/// A subscribed socket and what it was created with.
+struct Connection {
+    socket: SocketHandle,
+    creds: Credentials,
+    renew_at: Instant,
+}
+
+#[derive(Debug, thiserror::Error)]
+enum ConnectFailure {
+    #[error(transparent)]
+    Api(#[from] ApiError),
+    #[error(transparent)]
+    Socket(#[from] SocketError),
+    #[error("CreateParticipantConnection's answer has no {0}")]
+    Missing(&'static str),
+    #[error("the presigned URL's connect window passed before it could be dialled")]
+    WindowPassed,
+}
+
+/// Makes connections; cheap to clone into a renewal future.
+#[derive(Clone)]
+struct Connector {
+    api: ApiClient,
+    participant_token: Secret,
+    cfg: Arc<SupervisorConfig>,
+}
+
+impl Connector {
+    async fn create(&self) -> Result<Created, ConnectFailure> {
+        let request = CreateParticipantConnectionRequest {
+            connection_types: Some(vec![ConnectionType::Websocket, ConnectionType::ConnectionCredentials]),
+            connect_participant: self.cfg.connect_participant.then_some(true),
+        };
+        let resp = self
+            .api
+            .create_participant_connection(&self.participant_token, &request)
+            .await?;
+        let received_at = Instant::now();
+        let ws = resp.websocket.ok_or(ConnectFailure::Missing("Websocket"))?;
+        let creds = resp
+            .connection_credentials
+            .ok_or(ConnectFailure::Missing("ConnectionCredentials"))?;
+        Ok(Created {
+            url: ws.url,
+            ws_expiry: ws.connection_expiry.0,
+            creds: Credentials {
+                token: creds.connection_token,
+                expiry: creds.expiry.0,
+            },
+            received_at,
+            server_now: self.api.server_now(),
+        })
+    }
+
+    async fn dial(&self, created: Created) -> Result<Connection, ConnectFailure> {
+        let usable_for = self.cfg.connect_window.saturating_sub(self.cfg.connect_margin);
+        if created.received_at.elapsed() > usable_for {
+            return Err(ConnectFailure::WindowPassed);
+        }
+        let socket = socket::open(&created.url, &self.cfg.socket).await?;
+        let renew_at = self.renew_at(&created);
+        Ok(Connection {
+            socket,
+            creds: created.creds,
+            renew_at,
+        })
+    }
+
+    async fn connect(self) -> Result<Connection, ConnectFailure> {
+        let created = self.create().await?;
+        self.dial(created).await
+    }
+
+    /// When to renew: before the websocket or the token expires (by the server's
+    /// clock, so local skew does not matter), with a lead and a jitter scaled to the
+    /// lifetime, and no later than `max_socket_age`.
+    fn renew_at(&self, c: &Created) -> Instant {
+        let ttl = until(c.server_now, c.ws_expiry).min(until(c.server_now, c.creds.expiry));
+        let lead = self.cfg.renew_lead.min(ttl / 4);
+        let jitter_cap = self.cfg.renew_jitter.min(ttl / 10);
+        let jitter = jitter_cap.mul_f64(fastrand::f64());
+        let by_expiry = ttl.saturating_sub(lead + jitter);
+        let by_age = self.cfg.max_socket_age.saturating_sub(jitter);
+        c.received_at + by_expiry.min(by_age).max(Duration::from_secs(1))
+    }
+}
+
+/// Why the live loop returned.
+enum LiveExit {
+    Ended,
+    Shutdown,
+    ConsumerGone,
+    Lost(CloseReason),
+    Denied(ApiError),
+    Fatal(ApiError),
+}
+
+enum BackfillError {
+    Api(ApiError),
+    ConsumerGone,
+}
+
+impl From<ConsumerGone> for BackfillError {
+    fn from(_: ConsumerGone) -> Self {
+        BackfillError::ConsumerGone
+    }
+}
+
+/// How a failed step is handled.
+enum Verdict {
+    Retry,
+    Denied(ApiError),
+    Fatal(ApiError),
+}
+
+fn verdict(e: ConnectFailure) -> Verdict {
+    match e {
+        ConnectFailure::Api(e) if e.is_access_denied() => Verdict::Denied(e),
+        ConnectFailure::Api(e) if !e.is_retryable() => Verdict::Fatal(e),
+        _ => Verdict::Retry,
+    }
+}
+
+/// Resolves when a shutdown is requested (never, if the sender is gone).
+async fn shutdown_requested(rx: &mut watch::Receiver<bool>) {
+    if rx.wait_for(|s| *s).await.is_err() {
+        std::future::pending::<()>().await;
+    }
+}
+
+type Renewal = Pin<Box<dyn Future<Output = Result<Connection, ConnectFailure>> + Send>>;
+
+pub struct Supervisor {
+    api: ApiClient,
+    connector: Connector,
+    cfg: Arc<SupervisorConfig>,
+    delivery: Delivery,
+    state: watch::Sender<SessionState>,
+    shutdown: watch::Receiver<bool>,
+    stats: Arc<SessionStats>,
+    credentials: Option<Credentials>,
+    backoff: ExponentialBackoff,
+    was_live: bool,
+    anchored: bool,
+}
+
+/// A running session: its Items, its state and a way to stop it.
+pub struct SessionHandle {
+    pub items: mpsc::Receiver<Item>,
+    pub state: watch::Receiver<SessionState>,
+    pub stats: Arc<SessionStats>,
+    shutdown: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<Result<SessionOutcome, SessionError>>,
+}
+
+impl SessionHandle {
+    /// Asks the session to close its sockets and finish.
+    pub fn shutdown(&self) {
+        let _ = self.shutdown.send(true);
+    }
+
+    pub fn stats(&self) -> StatsSnapshot {
+        self.stats.snapshot()
+    }
+
+    /// Waits for the session's result.
+    pub async fn join(self) -> Result<SessionOutcome, SessionError> {
+        let SessionHandle { items, task, .. } = self;
+        drop(items);
+        task.await.expect("the session task does not panic")
+    }
+
+    /// Waits for the session's result while the caller keeps the Item receiver.
+    pub fn into_parts(self) -> (mpsc::Receiver<Item>, SessionTask) {
+        (
+            self.items,
+            SessionTask {
+                task: self.task,
+                shutdown: self.shutdown,
+                state: self.state,
+                stats: self.stats,
+            },
+        )
+    }
+}
+
+/// The session without its Item receiver.
+pub struct SessionTask {
+    task: tokio::task::JoinHandle<Result<SessionOutcome, SessionError>>,
+    shutdown: watch::Sender<bool>,
+    pub state: watch::Receiver<SessionState>,
+    pub stats: Arc<SessionStats>,
+}
+
+impl SessionTask {
+    pub fn shutdown(&self) {
+        let _ = self.shutdown.send(true);
+    }
+
+    pub async fn join(self) -> Result<SessionOutcome, SessionError> {
+        self.task.await.expect("the session task does not panic")
+    }
+}
+
+/// How many Items may wait between the supervisor and its consumer.
+pub const ITEM_CHANNEL: usize = 64;
+
+impl Supervisor {
+    /// Starts a session in a task of its own.
+    pub fn spawn(api: ApiClient, participant_token: Secret, cfg: SupervisorConfig) -> SessionHandle {
+        Self::spawn_from(api, participant_token, cfg, None)
+    }
+
+    /// Starts a session that resumes after `cursor` (Items up to it count as delivered).
+    pub fn spawn_from(
+        api: ApiClient,
+        participant_token: Secret,
+        cfg: SupervisorConfig,
+        cursor: Option<Cursor>,
+    ) -> SessionHandle {
+        let (tx, rx) = mpsc::channel(ITEM_CHANNEL);
+        let (shutdown_tx, shutdown_rx) = watch::channel(false);
+        let (sup, state) = Supervisor::new(api, participant_token, cfg, tx, shutdown_rx);
+        let mut sup = sup;
+        if let Some(c) = cursor {
+            sup.delivery.resume_from(c);
+        }
+        let stats = sup.stats.clone();
+        let task = tokio::spawn(sup.run());
+        SessionHandle {
+            items: rx,
+            state,
+            stats,
+            shutdown: shutdown_tx,
+            task,
+        }
+    }
+
+    pub fn new(
+        api: ApiClient,
+        participant_token: Secret,
+        cfg: SupervisorConfig,
+        out: mpsc::Sender<Item>,
+        shutdown: watch::Receiver<bool>,
+    ) -> (Supervisor, watch::Receiver<SessionState>) {
+        let cfg = Arc::new(cfg);
+        let stats = Arc::new(SessionStats::default());
+        let (state, state_rx) = watch::channel(SessionState::Starting);
+        let sup = Supervisor {
+            connector: Connector {
+                api: api.clone(),
+                participant_token,
+                cfg: cfg.clone(),
+            },
+            api,
+            delivery: Delivery::new(out, stats.clone()),
+            backoff: Self::fresh_backoff(&cfg),
+            cfg,
+            state,
+            shutdown,
+            stats,
+            credentials: None,
+            was_live: false,
+            anchored: false,
+        };
+        (sup, state_rx)
+    }
+
+    fn fresh_backoff(cfg: &SupervisorConfig) -> ExponentialBackoff {
+        ExponentialBuilder::default()
+            .with_min_delay(cfg.reconnect_min)
+            .with_max_delay(cfg.reconnect_max)
+            .with_factor(2.0)
+            .with_jitter()
+            .without_max_times()
+            .build()
+    }
+
+    fn set_state(&self, next: SessionState) {
+        self.state.send_if_modified(|s| {
+            if *s == next {
+                return false;
+            }
+            info!(from = ?s, to = ?next, "session state");
+            *s = next;
+            true
+        });
+    }
+
+    pub async fn run(mut self) -> Result<SessionOutcome, SessionError> {
+        let result = self.run_inner().await;
+        match &result {
+            Ok(SessionOutcome::ChatEnded) => self.set_state(SessionState::Ended),
+            _ => self.set_state(SessionState::Stopped),
+        }
+        result
+    }
+
+    async fn run_inner(&mut self) -> Result<SessionOutcome, SessionError> {
+        let mut attempt: u32 = 0;
+        let mut backfill_denials = 0;
+        loop {
+            if attempt > 0 {
+                let delay = self.backoff.next().unwrap_or(self.cfg.reconnect_max);
+                self.set_state(SessionState::Reconnecting { attempt, delay });
+                tokio::select! {
+                    _ = sleep(delay) => {}
+                    _ = shutdown_requested(&mut self.shutdown) => return Ok(SessionOutcome::Shutdown),
+                }
+            }
+            attempt += 1;
+
+            self.set_state(SessionState::Connecting);
+            let connector = self.connector.clone();
+            let created = tokio::select! {
+                r = connector.create() => r,
+                _ = shutdown_requested(&mut self.shutdown) => return Ok(SessionOutcome::Shutdown),
+            };
+            let created = match created {
+                Ok(c) => c,
+                Err(e) => match verdict(e) {
+                    Verdict::Retry => continue,
+                    Verdict::Denied(e) => return self.on_denied(e).await,
+                    Verdict::Fatal(e) => return Err(SessionError::Fatal(e)),
+                },
+            };
+            self.credentials = Some(created.creds.clone());
+
+            if self.cfg.history == History::None && !self.anchored && self.delivery.cursor().is_none() {
+                if let Err(e) = self.anchor(&created.creds.token).await {
+                    match verdict(ConnectFailure::Api(e)) {
+                        Verdict::Retry => continue,
+                        Verdict::Denied(e) => return self.on_denied(e).await,
+                        Verdict::Fatal(e) => return Err(SessionError::Fatal(e)),
+                    }
+                }
+            }
+
+            self.set_state(SessionState::Subscribing);
+            let dialled = tokio::select! {
+                r = connector.dial(created) => r,
+                _ = shutdown_requested(&mut self.shutdown) => return Ok(SessionOutcome::Shutdown),
+            };
+            let mut conn = match dialled {
+                Ok(c) => c,
+                Err(e) => {
+                    warn!(error = %e, "could not open the websocket; will fetch a new URL");
+                    continue;
+                }
+            };
+            SessionStats::bump(&self.stats.connections);
+
+            self.set_state(SessionState::Backfilling);
+            match self.backfill(&conn.creds.token).await {
+                Ok(true) => {
+                    conn.socket.request_close();
+                    return Ok(SessionOutcome::ChatEnded);
+                }
+                Ok(false) => backfill_denials = 0,
+                Err(BackfillError::ConsumerGone) => return Ok(SessionOutcome::ConsumerGone),
+                Err(BackfillError::Api(e)) if e.is_access_denied() && backfill_denials < 2 => {
+                    // Maybe an expired token: a fresh connection will tell.
+                    backfill_denials += 1;
+                    warn!(error = %e, "backfill denied; reconnecting with fresh credentials");
+                    continue;
+                }
+                Err(BackfillError::Api(e)) => match verdict(ConnectFailure::Api(e)) {
+                    Verdict::Retry => continue,
+                    Verdict::Denied(e) => return self.on_denied(e).await,
+                    Verdict::Fatal(e) => return Err(SessionError::Fatal(e)),
+                },
+            }
+
+            self.was_live = true;
+            self.set_state(SessionState::Live);
+            let live_since = Instant::now();
+            match self.live(&mut conn).await {
+                LiveExit::Ended => {
+                    conn.socket.request_close();
+                    return Ok(SessionOutcome::ChatEnded);
+                }
+                LiveExit::Shutdown => {
+                    self.close_quietly(conn).await;
+                    return Ok(SessionOutcome::Shutdown);
+                }
+                LiveExit::ConsumerGone => return Ok(SessionOutcome::ConsumerGone),
+                LiveExit::Lost(reason) => {
+                    warn!(%reason, "websocket lost; reconnecting");
+                    SessionStats::bump(&self.stats.reconnects);
+                    if live_since.elapsed() >= self.cfg.stable_after {
+                        self.backoff = Self::fresh_backoff(&self.cfg);
+                        attempt = 1;
+                    }
+                }
+                LiveExit::Denied(e) => return self.on_denied(e).await,
+                LiveExit::Fatal(e) => return Err(SessionError::Fatal(e)),
+            }
+        }
+    }
+
+    /// A 403: before the chat was ever live, the token is bad; after, the chat ended.
+    /// Either way nothing is retried. For an ended chat, what the transcript still
+    /// holds (the end Item, say) is fetched with the last ConnectionToken.
+    async fn on_denied(&mut self, e: ApiError) -> Result<SessionOutcome, SessionError> {
+        if !self.was_live {
+            return Err(SessionError::TokenRejected(e));
+        }
+        info!(error = %e, "access denied after the chat was live: the chat has ended");
+        if let Some(creds) = self.credentials.clone() {
+            match self.backfill(&creds.token).await {
+                Ok(_) => {}
+                Err(BackfillError::Api(e)) => debug!(error = %e, "final backfill failed"),
+                Err(BackfillError::ConsumerGone) => return Ok(SessionOutcome::ConsumerGone),
+            }
+        }
+        Ok(SessionOutcome::ChatEnded)
+    }
+
+    /// `--history none`: remembers the transcript's last Item as the starting point,
+    /// before the first dial, so nothing published after it can be missed.
+    async fn anchor(&mut self, token: &Secret) -> Result<(), ApiError> {
+        let req = GetTranscriptRequest {
+            max_results: Some(10),
+            scan_direction: Some(ScanDirection::Backward),
+            sort_order: Some(SortKey::Descending),
+            start_position: Some(StartPosition {
+                most_recent: Some(10),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let resp = self.api.get_transcript(token, &req).await?;
+        if let Some(last) = resp.transcript.iter().find(|i| !i.is_ephemeral() && i.id.is_some()) {
+            debug!(id = ?last.id, "history none: starting after the transcript's last Item");
+            self.delivery.skip(last);
+        }
+        self.anchored = true;
+        Ok(())
+    }
+
+    /// Pages the transcript FORWARD from the cursor until NextToken is empty, delivering
+    /// what is new. Returns true if the chat has ended.
+    async fn backfill(&mut self, token: &Secret) -> Result<bool, BackfillError> {
+        let mut start = self.delivery.cursor().map(|c| StartPosition {
+            id: Some(c.id.clone()),
+            ..Default::default()
+        });
+        let mut next_token: Option<String> = None;
+        let mut pages = 0u64;
+        loop {
+            let req = GetTranscriptRequest {
+                max_results: Some(self.cfg.page_size),
+                scan_direction: Some(ScanDirection::Forward),
+                sort_order: Some(SortKey::Ascending),
+                start_position: start.clone(),
+                next_token: next_token.take(),
+                contact_id: None,
+            };
+            let resp = match self.api.get_transcript(token, &req).await {
+                Ok(r) => r,
+                Err(e) if e.is_validation() && pages == 0 && start.as_ref().is_some_and(|s| s.id.is_some()) => {
+                    // The cursor's Item is not in the transcript (it should be): fall back
+                    // to its time, and let de-duplication drop what we already have.
+                    let time = self.delivery.cursor().and_then(|c| c.absolute_time.clone());
+                    let Some(time) = time else {
+                        return Err(BackfillError::Api(e));
+                    };
+                    warn!(error = %e, "transcript does not know the cursor's Id; resuming from its time");
+                    start = Some(StartPosition {
+                        absolute_time: Some(time),
+                        ..Default::default()
+                    });
+                    pages += 1;
+                    continue;
+                }
+                Err(e) => return Err(BackfillError::Api(e)),
+            };
+            pages += 1;
+            for item in resp.transcript {
+                if self.delivery.offer(item, Source::Transcript).await? == Offered::Ended {
+                    return Ok(true);
+                }
+            }
+            match resp.next_token.filter(|t| !t.is_empty()) {
+                Some(t) if pages < 100_000 => next_token = Some(t),
+                Some(_) => {
+                    warn!("transcript paging did not end after 100000 pages; stopping this backfill");
+                    break;
+                }
+                None => break,
+            }
+        }
+        Ok(false)
+    }
+
+    /// Streams Items from the socket until it is lost, the chat ends or a shutdown;
+    /// renews the connection make-before-break when due.
+    async fn live(&mut self, conn: &mut Connection) -> LiveExit {
+        let mut renewal: Option<Renewal> = None;
+        let mut renew_at = conn.renew_at;
+        let mut renew_failures: u32 = 0;
+        loop {
+            tokio::select! {
+                _ = shutdown_requested(&mut self.shutdown) => return LiveExit::Shutdown,
+                ev = conn.socket.recv() => match ev {
+                    Some(SocketEvent::Item(item)) => match self.delivery.offer(*item, Source::Live).await {
+                        Ok(Offered::Ended) => return LiveExit::Ended,
+                        Ok(_) => {}
+                        Err(ConsumerGone) => return LiveExit::ConsumerGone,
+                    },
+                    Some(SocketEvent::Closed(reason)) => return LiveExit::Lost(reason),
+                    None => return LiveExit::Lost(CloseReason::Error("socket task ended".into())),
+                },
+                _ = sleep_until(renew_at), if renewal.is_none() => {
+                    self.set_state(SessionState::Renewing);
+                    renewal = Some(Box::pin(self.connector.clone().connect()));
+                }
+                res = async { renewal.as_mut().expect("guarded by is_some").await }, if renewal.is_some() => {
+                    renewal = None;
+                    match res {
+                        Ok(fresh) => {
+                            SessionStats::bump(&self.stats.connections);
+                            self.credentials = Some(fresh.creds.clone());
+                            let old = std::mem::replace(conn, fresh);
+                            match self.retire(old).await {
+                                Ok(true) => {}
+                                Ok(false) => {
+                                    // The old socket did not drain cleanly: fill any gap.
+                                    let token = conn.creds.token.clone();
+                                    match self.backfill(&token).await {
+                                        Ok(true) => return LiveExit::Ended,
+                                        Ok(false) => {}
+                                        Err(BackfillError::ConsumerGone) => return LiveExit::ConsumerGone,
+                                        Err(BackfillError::Api(e)) => {
+                                            return LiveExit::Lost(CloseReason::Error(format!("backfill after renewal failed: {e}")))
+                                        }
+                                    }
+                                }
+                                Err(exit) => return exit,
+                            }
+                            SessionStats::bump(&self.stats.renewals);
+                            renew_at = conn.renew_at;
+                            renew_failures = 0;
+                            self.set_state(SessionState::Live);
+                        }
+                        Err(e) => match verdict(e) {
+                            Verdict::Denied(e) => return LiveExit::Denied(e),
+                            Verdict::Fatal(e) => return LiveExit::Fatal(e),
+                            Verdict::Retry => {
+                                renew_failures += 1;
+                                let delay = Duration::from_secs(2u64 << renew_failures.min(4));
+                                warn!(attempt = renew_failures, ?delay, "renewal failed; the current socket stays in use");
+                                renew_at = Instant::now() + delay;
+                                self.set_state(SessionState::Live);
+                            }
+                        },
+                    }
+                }
+            }
+        }
+    }
+
+    /// Closes a replaced socket and delivers what it still carried. Ok(true) when its
+    /// close handshake completed (nothing can be missing).
+    async fn retire(&mut self, mut old: Connection) -> Result<bool, LiveExit> {
+        old.socket.request_close();
+        loop {
+            match old.socket.recv().await {
+                Some(SocketEvent::Item(item)) => match self.delivery.offer(*item, Source::Live).await {
+                    Ok(Offered::Ended) => return Err(LiveExit::Ended),
+                    Ok(_) => {}
+                    Err(ConsumerGone) => return Err(LiveExit::ConsumerGone),
+                },
+                Some(SocketEvent::Closed(CloseReason::Requested)) => return Ok(true),
+                Some(SocketEvent::Closed(reason)) => {
+                    debug!(%reason, "replaced socket did not close cleanly");
+                    return Ok(false);
+                }
+                None => return Ok(false),
+            }
+        }
+    }
+
+    /// On shutdown: close the socket and wait (briefly) for the close handshake.
+    async fn close_quietly(&mut self, mut conn: Connection) {
+        conn.socket.request_close();
+        let wait = async {
+            while let Some(ev) = conn.socket.recv().await {
+                if matches!(ev, SocketEvent::Closed(_)) {
+                    break;
+                }
+            }
+        };
+        let _ = tokio::time::timeout(self.cfg.socket.close_timeout + Duration::from_secs(1), wait).await;
+    }
+}

@@ -1,0 +1,103 @@
+//! Helpers shared by the integration tests: an in-process emulator on 127.0.0.1:0 and a
+//! client pointed at it.
+#![allow(dead_code)]
+
+use connect_chatd::api::model::{Item, ParticipantRole};
+use connect_chatd::api::{ApiClient, Endpoint, RetryPolicy};
+use connect_chatd::emulator::{CreatedChat, Emulator, EmulatorConfig, Timing};
+use connect_chatd::supervisor::{SessionHandle, SessionState, Supervisor, SupervisorConfig};
+use std::time::Duration;
+
+pub async fn emulator(timing: Timing) -> Emulator {
+    Emulator::start(EmulatorConfig {
+        timing,
+        ..Default::default()
+    })
+    .await
+    .expect("emulator starts")
+}
+
+pub fn client(emu: &Emulator) -> ApiClient {
+    ApiClient::builder(Endpoint::from_url(&emu.endpoint()).unwrap())
+        .retry(RetryPolicy::default())
+        .build()
+        .unwrap()
+}
+
+pub fn agent_says(emu: &Emulator, chat: &CreatedChat, text: &str) -> Item {
+    emu.publish_message(&chat.contact_id, "Ana", ParticipantRole::Agent, text)
+        .expect("publish")
+}
+
+pub fn ids(items: &[Item]) -> Vec<String> {
+    items.iter().filter_map(|i| i.id.clone()).collect()
+}
+
+/// The persisted (transcript) Items among `items`.
+pub fn persisted(items: &[Item]) -> Vec<String> {
+    ids(&items.iter().filter(|i| !i.is_ephemeral()).cloned().collect::<Vec<_>>())
+}
+
+/// Logs to the test's output when `TEST_LOG` is set (e.g. `TEST_LOG=debug`).
+pub fn init_logs() {
+    if let Ok(filter) = std::env::var("TEST_LOG") {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_test_writer()
+            .try_init();
+    }
+}
+
+pub fn start(emu: &Emulator, chat: &CreatedChat, cfg: SupervisorConfig) -> SessionHandle {
+    init_logs();
+    Supervisor::spawn(client(emu), chat.participant_token.clone(), cfg)
+}
+
+/// Waits (in paused time) until the session reports `Live`.
+pub async fn until_live(h: &mut SessionHandle) {
+    tokio::time::timeout(Duration::from_secs(600), h.state.wait_for(|s| *s == SessionState::Live))
+        .await
+        .expect("session goes live")
+        .expect("state channel open");
+}
+
+/// Receives Items until one with this Id arrives; returns all received.
+pub async fn recv_until(h: &mut SessionHandle, id: &str) -> Vec<Item> {
+    let mut got = Vec::new();
+    loop {
+        let item = tokio::time::timeout(Duration::from_secs(3600), h.items.recv())
+            .await
+            .unwrap_or_else(|_| panic!("timed out waiting for {id}; got {:?}", ids(&got)))
+            .unwrap_or_else(|| panic!("session ended before {id}; got {:?}", ids(&got)));
+        let done = item.id.as_deref() == Some(id);
+        got.push(item);
+        if done {
+            return got;
+        }
+    }
+}
+
+/// Receives every remaining Item until the session closes its channel.
+pub async fn recv_all(h: &mut SessionHandle) -> Vec<Item> {
+    let mut got = Vec::new();
+    while let Some(item) = tokio::time::timeout(Duration::from_secs(3 * 3600), h.items.recv())
+        .await
+        .expect("session finishes")
+    {
+        got.push(item);
+    }
+    got
+}
+
+/// Reads Items in a task of its own (as a real consumer would) until the session ends.
+pub fn spawn_collector(
+    mut items: tokio::sync::mpsc::Receiver<Item>,
+) -> tokio::task::JoinHandle<Vec<Item>> {
+    tokio::spawn(async move {
+        let mut got = Vec::new();
+        while let Some(item) = items.recv().await {
+            got.push(item);
+        }
+        got
+    })
+}
