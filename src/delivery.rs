@@ -125,7 +125,9 @@ impl Delivery {
                 return Ok(Offered::Duplicate);
             }
             Some(id) => self.recent.insert(id.clone()),
-            None => tracing::debug!("delivering an Item without an Id (it cannot be de-duplicated)"),
+            None => {
+                tracing::debug!("delivering an Item without an Id (it cannot be de-duplicated)")
+            }
         }
         self.advance(&item);
         let ended = item.is_chat_ended();
@@ -201,17 +203,36 @@ mod tests {
         let (tx, mut rx) = mpsc::channel(10);
         let stats = Arc::new(SessionStats::default());
         let mut d = Delivery::new(tx, stats.clone());
-        assert_eq!(d.offer(item("a", ChatItemType::Message), Source::Live).await, Ok(Offered::Delivered));
-        assert_eq!(d.offer(item("a", ChatItemType::Message), Source::Transcript).await, Ok(Offered::Duplicate));
-        assert_eq!(d.offer(item("t", ChatItemType::Typing), Source::Live).await, Ok(Offered::Delivered));
+        assert_eq!(
+            d.offer(item("a", ChatItemType::Message), Source::Live).await,
+            Ok(Offered::Delivered)
+        );
+        assert_eq!(
+            d.offer(item("a", ChatItemType::Message), Source::Transcript)
+                .await,
+            Ok(Offered::Duplicate)
+        );
+        assert_eq!(
+            d.offer(item("t", ChatItemType::Typing), Source::Live).await,
+            Ok(Offered::Delivered)
+        );
         assert_eq!(d.cursor().unwrap().id, "a");
-        assert_eq!(d.offer(item("e", ChatItemType::ChatEnded), Source::Transcript).await, Ok(Offered::Ended));
-        let got: Vec<_> = std::iter::from_fn(|| rx.try_recv().ok()).map(|i| i.id.unwrap()).collect();
+        assert_eq!(
+            d.offer(item("e", ChatItemType::ChatEnded), Source::Transcript)
+                .await,
+            Ok(Offered::Ended)
+        );
+        let got: Vec<_> = std::iter::from_fn(|| rx.try_recv().ok())
+            .map(|i| i.id.unwrap())
+            .collect();
         assert_eq!(got, ["a", "t", "e"]);
         let s = stats.snapshot();
         assert_eq!((s.delivered, s.duplicates, s.backfilled), (3, 1, 1));
         drop(rx);
-        assert_eq!(d.offer(item("z", ChatItemType::Message), Source::Live).await, Err(ConsumerGone));
+        assert_eq!(
+            d.offer(item("z", ChatItemType::Message), Source::Live).await,
+            Err(ConsumerGone)
+        );
     }
 
     #[test]

@@ -17,14 +17,23 @@ pub enum Inbound {
     /// An `aws/chat` Item.
     Chat(Box<Item>),
     /// The answer to a subscribe: `success` or not.
-    SubscribeAck { success: bool, status: String },
+    SubscribeAck {
+        success: bool,
+        status: String,
+    },
     HeartbeatReply,
-    PingReply { status_code: Option<i64> },
+    PingReply {
+        status_code: Option<i64>,
+    },
     /// A frame from the gateway in front of the service (`{"message":"Forbidden",…}`):
     /// the socket has failed.
-    GatewayError { message: String },
+    GatewayError {
+        message: String,
+    },
     /// A topic this client does not handle.
-    Other { topic: String },
+    Other {
+        topic: String,
+    },
 }
 
 #[derive(Debug, thiserror::Error, PartialEq)]
@@ -118,23 +127,39 @@ mod tests {
             other => panic!("{other:?}"),
         }
         assert_eq!(
-            decode(r#"{"topic":"aws/subscribe","content":{"status":"success","topics":["aws/chat"]}}"#).unwrap(),
-            Inbound::SubscribeAck { success: true, status: "success".into() }
+            decode(r#"{"topic":"aws/subscribe","content":{"status":"success","topics":["aws/chat"]}}"#)
+                .unwrap(),
+            Inbound::SubscribeAck {
+                success: true,
+                status: "success".into()
+            }
         );
         assert_eq!(
             decode(r#"{"topic":"aws/subscribe","content":{"status":"failure"}}"#).unwrap(),
-            Inbound::SubscribeAck { success: false, status: "failure".into() }
+            Inbound::SubscribeAck {
+                success: false,
+                status: "failure".into()
+            }
         );
         assert_eq!(decode(HEARTBEAT).unwrap(), Inbound::HeartbeatReply);
         assert_eq!(
             decode(r#"{"topic":"aws/ping","statusCode":200,"statusContent":"OK"}"#).unwrap(),
-            Inbound::PingReply { status_code: Some(200) }
+            Inbound::PingReply {
+                status_code: Some(200)
+            }
         );
         assert_eq!(
             decode(r#"{"message":"Forbidden","connectionId":"c","requestId":"r"}"#).unwrap(),
-            Inbound::GatewayError { message: "Forbidden".into() }
+            Inbound::GatewayError {
+                message: "Forbidden".into()
+            }
         );
-        assert_eq!(decode(r#"{"topic":"aws/typing2"}"#).unwrap(), Inbound::Other { topic: "aws/typing2".into() });
+        assert_eq!(
+            decode(r#"{"topic":"aws/typing2"}"#).unwrap(),
+            Inbound::Other {
+                topic: "aws/typing2".into()
+            }
+        );
     }
 
     #[test]
@@ -146,7 +171,10 @@ mod tests {
             decode(r#"{"topic":"aws/chat","content":{"Id":"x"}}"#),
             Err(FrameError::ContentNotString(_))
         ));
-        assert!(matches!(decode(r#"{"topic":"aws/chat","content":"[1,2]"}"#), Err(FrameError::BadItem(_))));
+        assert!(matches!(
+            decode(r#"{"topic":"aws/chat","content":"[1,2]"}"#),
+            Err(FrameError::BadItem(_))
+        ));
         assert!(matches!(decode(r#"[]"#), Err(FrameError::NotJson(_))));
     }
 }

@@ -1,1 +1,206 @@
-fn main() {}
+//! The `connect-chatd` binary: argument parsing, logging, signals and exit codes around
+//! the library's pieces.
+
+use clap::Parser;
+use connect_chatd::cli::{Cli, Command, ConfigError, ConnectArgs, ConnectionTypeArg, EmulatorArgs, TailArgs};
+use connect_chatd::exit;
+use connect_chatd::supervisor::{SessionError, SessionOutcome};
+use connect_chatd::tail::TailError;
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return match e.kind() {
+                clap::error::ErrorKind::DisplayHelp
+                | clap::error::ErrorKind::DisplayVersion
+                | clap::error::ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => exit::code(exit::OK),
+                _ => exit::code(exit::CONFIG),
+            };
+        }
+    };
+    let default_level = match cli.command {
+        Command::Demo(_) => "warn",
+        _ => "info",
+    };
+    connect_chatd::logging::init(cli.log_format, cli.log_level.as_deref().unwrap_or(default_level));
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("connect-chatd: cannot start the runtime: {e}");
+            return exit::code(exit::FAILURE);
+        }
+    };
+    let code = runtime.block_on(async {
+        match cli.command {
+            Command::Tail(args) => tail(args).await,
+            Command::Connect(args) => connect(args).await,
+            Command::Emulator(args) => emulator(args).await,
+            Command::Demo(args) => demo(args.pace).await,
+        }
+    });
+    exit::code(code)
+}
+
+fn config_error(e: ConfigError) -> u8 {
+    eprintln!("connect-chatd: {e}");
+    exit::CONFIG
+}
+
+/// Resolves on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
+}
+
+async fn tail(args: TailArgs) -> u8 {
+    let prepared = (|| {
+        Ok::<_, ConfigError>((
+            args.endpoint.api_client()?,
+            args.endpoint.participant_token()?,
+            args.supervisor_config()?,
+        ))
+    })();
+    let (api, token, cfg) = match prepared {
+        Ok(v) => v,
+        Err(e) => return config_error(e),
+    };
+    let mut sink = connect_chatd::sink::JsonLines::stdout();
+    match connect_chatd::tail::tail(api, token, cfg, &mut sink, shutdown_signal()).await {
+        Ok(SessionOutcome::ChatEnded) => {
+            tracing::info!("the chat has ended");
+            exit::OK
+        }
+        Ok(SessionOutcome::Shutdown) | Ok(SessionOutcome::ConsumerGone) => exit::OK,
+        Err(TailError::Session(SessionError::TokenRejected(e))) => {
+            eprintln!("connect-chatd: the participant token was rejected ({e}); not retrying");
+            exit::TOKEN_REJECTED
+        }
+        Err(e) => {
+            eprintln!("connect-chatd: {e}");
+            exit::FAILURE
+        }
+    }
+}
+
+async fn connect(args: ConnectArgs) -> u8 {
+    use connect_chatd::api::model::{ConnectionType, CreateParticipantConnectionRequest};
+    let prepared =
+        (|| Ok::<_, ConfigError>((args.endpoint.api_client()?, args.endpoint.participant_token()?)))();
+    let (api, token) = match prepared {
+        Ok(v) => v,
+        Err(e) => return config_error(e),
+    };
+    let mut types: Vec<ConnectionType> = Vec::new();
+    for t in &args.types {
+        let t = match t {
+            ConnectionTypeArg::Websocket => ConnectionType::Websocket,
+            ConnectionTypeArg::ConnectionCredentials => ConnectionType::ConnectionCredentials,
+            ConnectionTypeArg::Webrtc => ConnectionType::WebrtcConnection,
+        };
+        if !types.contains(&t) {
+            types.push(t);
+        }
+    }
+    let request = CreateParticipantConnectionRequest {
+        connection_types: Some(types),
+        connect_participant: args.connect_participant.then_some(true),
+    };
+    match api.create_participant_connection(&token, &request).await {
+        Ok(resp) => {
+            // The response is the point of this command: it is printed whole, tokens included.
+            match serde_json::to_string_pretty(&resp) {
+                Ok(s) => {
+                    println!("{s}");
+                    exit::OK
+                }
+                Err(e) => {
+                    eprintln!("connect-chatd: {e}");
+                    exit::FAILURE
+                }
+            }
+        }
+        Err(e) if e.is_access_denied() => {
+            eprintln!("connect-chatd: the participant token was rejected ({e})");
+            exit::TOKEN_REJECTED
+        }
+        Err(e) => {
+            eprintln!("connect-chatd: {e}");
+            exit::FAILURE
+        }
+    }
+}
+
+async fn emulator(args: EmulatorArgs) -> u8 {
+    use connect_chatd::cli::seconds;
+    use connect_chatd::emulator::{Emulator, EmulatorConfig, Timing};
+    let timing = (|| {
+        Ok::<_, ConfigError>(Timing {
+            connect_window: seconds("--connect-window", args.connect_window)?,
+            connection_expiry: seconds("--connection-expiry", args.connection_expiry)?,
+            token_expiry: seconds("--token-expiry", args.token_expiry)?,
+            ..Default::default()
+        })
+    })();
+    let timing = match timing {
+        Ok(t) => t,
+        Err(e) => return config_error(e),
+    };
+    let emu = match Emulator::start(EmulatorConfig {
+        listen: args.listen,
+        timing,
+    })
+    .await
+    {
+        Ok(e) => e,
+        Err(e) => {
+            eprintln!("connect-chatd: cannot listen on {}: {e}", args.listen);
+            return exit::FAILURE;
+        }
+    };
+    let mut line = serde_json::json!({ "Endpoint": emu.endpoint() });
+    if args.create_chat {
+        let chat = emu.create_chat("Customer");
+        line["ContactId"] = chat.contact_id.into();
+        line["ParticipantId"] = chat.participant_id.into();
+        line["ParticipantToken"] = chat.participant_token.expose().into();
+    }
+    println!("{line}");
+    eprintln!(
+        "connect-chatd: emulator listening on {}; Ctrl-C to stop",
+        emu.endpoint()
+    );
+    shutdown_signal().await;
+    emu.shutdown().await;
+    exit::OK
+}
+
+async fn demo(pace: f64) -> u8 {
+    let mut out = std::io::stdout();
+    match connect_chatd::demo::run(pace, &mut out).await {
+        Ok(s) if s.lost == 0 && s.duplicates == 0 => exit::OK,
+        Ok(_) => exit::FAILURE,
+        Err(e) => {
+            eprintln!("connect-chatd: {e}");
+            exit::FAILURE
+        }
+    }
+}

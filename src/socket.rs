@@ -81,7 +81,9 @@ impl std::fmt::Display for CloseReason {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             CloseReason::Requested => f.write_str("closed by us"),
-            CloseReason::Server { code, reason } => write!(f, "closed by the server ({code} {reason})"),
+            CloseReason::Server { code, reason } => {
+                write!(f, "closed by the server ({code} {reason})")
+            }
             CloseReason::Error(e) => write!(f, "lost: {e}"),
             CloseReason::Stalled => f.write_str("stalled: no heartbeat reply (half-open)"),
             CloseReason::Gateway(m) => write!(f, "gateway error frame: {m}"),
@@ -153,7 +155,8 @@ pub async fn open(url: &PresignedUrl, cfg: &SocketConfig) -> Result<SocketHandle
     let connector = (parsed.scheme() == "wss")
         .then(|| tokio_tungstenite::Connector::Rustls(crate::tls::websocket_tls_config()));
     debug!(socket = id, url = %url, "dialling");
-    let dial = tokio_tungstenite::connect_async_tls_with_config(url.expose(), Some(ws_config), true, connector);
+    let dial =
+        tokio_tungstenite::connect_async_tls_with_config(url.expose(), Some(ws_config), true, connector);
     let (mut ws, _) = timeout(cfg.dial_timeout, dial)
         .await
         .map_err(|_| SocketError::DialTimeout(cfg.dial_timeout))?
@@ -203,7 +206,10 @@ pub async fn open(url: &PresignedUrl, cfg: &SocketConfig) -> Result<SocketHandle
 }
 
 /// Reads until the subscribe ack. Ok(Ok) on success, Ok(Err(status)) on a failure status.
-async fn wait_for_ack(ws: &mut Ws, early: &mut VecDeque<Box<Item>>) -> Result<Result<(), String>, SocketError> {
+async fn wait_for_ack(
+    ws: &mut Ws,
+    early: &mut VecDeque<Box<Item>>,
+) -> Result<Result<(), String>, SocketError> {
     loop {
         match ws.next().await {
             Some(Ok(Message::Text(t))) => match frame::decode(t.as_str()) {
@@ -216,7 +222,8 @@ async fn wait_for_ack(ws: &mut Ws, early: &mut VecDeque<Box<Item>>) -> Result<Re
             },
             Some(Ok(Message::Close(f))) => {
                 return Err(SocketError::Closed(
-                    f.map(|f| format!("{} {}", u16::from(f.code), f.reason)).unwrap_or_default(),
+                    f.map(|f| format!("{} {}", u16::from(f.code), f.reason))
+                        .unwrap_or_default(),
                 ))
             }
             Some(Ok(_)) => {}
@@ -245,6 +252,9 @@ impl SocketTask {
         let reason = self.serve(&mut close_rx, early).await;
         match &reason {
             CloseReason::Requested => debug!(socket = self.id, "websocket closed"),
+            CloseReason::Server { code: 1000, .. } => {
+                info!(socket = self.id, reason = %reason, "websocket ended")
+            }
             other => warn!(socket = self.id, reason = %other, "websocket ended"),
         }
         // Free the connection before waiting on a busy consumer.
@@ -253,7 +263,11 @@ impl SocketTask {
         let _ = tx.send(SocketEvent::Closed(reason)).await;
     }
 
-    async fn serve(&mut self, close_rx: &mut oneshot::Receiver<()>, early: VecDeque<Box<Item>>) -> CloseReason {
+    async fn serve(
+        &mut self,
+        close_rx: &mut oneshot::Receiver<()>,
+        early: VecDeque<Box<Item>>,
+    ) -> CloseReason {
         for item in early {
             if self.tx.try_send(SocketEvent::Item(item)).is_err() {
                 return CloseReason::Overflow;
@@ -317,7 +331,9 @@ impl SocketTask {
                         warn!(socket = self.id, %status, "unexpected subscribe failure on a live socket");
                     }
                 }
-                Ok(Inbound::Other { topic }) => debug!(socket = self.id, %topic, "ignoring a frame of an unknown topic"),
+                Ok(Inbound::Other { topic }) => {
+                    debug!(socket = self.id, %topic, "ignoring a frame of an unknown topic")
+                }
                 Err(e) => self.note_malformed(&e.to_string(), t.len()),
             },
             Some(Ok(Message::Binary(b))) => self.note_malformed("binary frame", b.len()),
@@ -329,7 +345,11 @@ impl SocketTask {
             }
             Some(Ok(_)) => {}
             Some(Err(e)) => return Step::Stop(CloseReason::Error(e.to_string())),
-            None => return Step::Stop(CloseReason::Error("connection closed without a close frame".into())),
+            None => {
+                return Step::Stop(CloseReason::Error(
+                    "connection closed without a close frame".into(),
+                ))
+            }
         }
         Step::Continue
     }
@@ -338,9 +358,19 @@ impl SocketTask {
     fn note_malformed(&mut self, what: &str, len: usize) {
         self.malformed += 1;
         if self.malformed <= 3 {
-            warn!(socket = self.id, error = what, bytes = len, "skipping a malformed frame");
+            warn!(
+                socket = self.id,
+                error = what,
+                bytes = len,
+                "skipping a malformed frame"
+            );
         } else {
-            debug!(socket = self.id, error = what, bytes = len, "skipping a malformed frame");
+            debug!(
+                socket = self.id,
+                error = what,
+                bytes = len,
+                "skipping a malformed frame"
+            );
         }
     }
 

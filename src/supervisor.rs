@@ -173,7 +173,10 @@ struct Connector {
 impl Connector {
     async fn create(&self) -> Result<Created, ConnectFailure> {
         let request = CreateParticipantConnectionRequest {
-            connection_types: Some(vec![ConnectionType::Websocket, ConnectionType::ConnectionCredentials]),
+            connection_types: Some(vec![
+                ConnectionType::Websocket,
+                ConnectionType::ConnectionCredentials,
+            ]),
             connect_participant: self.cfg.connect_participant.then_some(true),
         };
         let resp = self
@@ -575,7 +578,11 @@ impl Supervisor {
             ..Default::default()
         };
         let resp = self.api.get_transcript(token, &req).await?;
-        if let Some(last) = resp.transcript.iter().find(|i| !i.is_ephemeral() && i.id.is_some()) {
+        if let Some(last) = resp
+            .transcript
+            .iter()
+            .find(|i| !i.is_ephemeral() && i.id.is_some())
+        {
             debug!(id = ?last.id, "history none: starting after the transcript's last Item");
             self.delivery.skip(last);
         }
@@ -603,7 +610,9 @@ impl Supervisor {
             };
             let resp = match self.api.get_transcript(token, &req).await {
                 Ok(r) => r,
-                Err(e) if e.is_validation() && pages == 0 && start.as_ref().is_some_and(|s| s.id.is_some()) => {
+                Err(e)
+                    if e.is_validation() && pages == 0 && start.as_ref().is_some_and(|s| s.id.is_some()) =>
+                {
                     // The cursor's Item is not in the transcript (it should be): fall back
                     // to its time, and let de-duplication drop what we already have.
                     let time = self.delivery.cursor().and_then(|c| c.absolute_time.clone());

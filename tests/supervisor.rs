@@ -18,7 +18,13 @@ async fn basic_chat_with_history_all() {
     let mut h = start(&emu, &chat, SupervisorConfig::default());
     let early = recv_until(&mut h, m2.id.as_deref().unwrap()).await;
     until_live(&mut h).await;
-    emu.publish_event(&chat.contact_id, "Ana", ParticipantRole::Agent, CONTENT_TYPE_TYPING).unwrap();
+    emu.publish_event(
+        &chat.contact_id,
+        "Ana",
+        ParticipantRole::Agent,
+        CONTENT_TYPE_TYPING,
+    )
+    .unwrap();
     let m3 = agent_says(&emu, &chat, "still there?");
     emu.end_chat(&chat.contact_id).unwrap();
     let rest = recv_all(&mut h).await;
@@ -26,8 +32,16 @@ async fn basic_chat_with_history_all() {
 
     let all: Vec<_> = early.into_iter().chain(rest).collect();
     let transcript = emu.transcript(&chat.contact_id).unwrap();
-    assert_eq!(persisted(&all), ids(&transcript), "every persisted Item once, in order");
-    assert!(all.iter().any(|i| i.content_type.as_deref() == Some(CONTENT_TYPE_TYPING)), "live typing delivered");
+    assert_eq!(
+        persisted(&all),
+        ids(&transcript),
+        "every persisted Item once, in order"
+    );
+    assert!(
+        all.iter()
+            .any(|i| i.content_type.as_deref() == Some(CONTENT_TYPE_TYPING)),
+        "live typing delivered"
+    );
     assert!(all.last().unwrap().is_chat_ended());
     assert!(ids(&all).contains(m1.id.as_ref().unwrap()) && ids(&all).contains(m3.id.as_ref().unwrap()));
 }
@@ -73,7 +87,11 @@ async fn drops_with_messages_in_the_gaps_lose_nothing() {
     let stats = h.stats();
     assert_eq!(h.join().await.unwrap(), SessionOutcome::ChatEnded);
     let transcript = emu.transcript(&chat.contact_id).unwrap();
-    assert_eq!(persisted(&got), ids(&transcript), "0 lost, 0 duplicated, in order");
+    assert_eq!(
+        persisted(&got),
+        ids(&transcript),
+        "0 lost, 0 duplicated, in order"
+    );
     assert!(stats.reconnects >= 5, "{stats:?}");
 }
 
@@ -99,9 +117,16 @@ async fn short_connection_expiry_renews_make_before_break() {
     let stats = session.stats.snapshot();
     session.join().await.unwrap();
     let transcript = emu.transcript(&chat.contact_id).unwrap();
-    assert_eq!(persisted(&got), ids(&transcript), "0 lost, 0 duplicated, in order");
+    assert_eq!(
+        persisted(&got),
+        ids(&transcript),
+        "0 lost, 0 duplicated, in order"
+    );
     assert!(stats.renewals >= 7, "{stats:?}");
-    assert_eq!(stats.reconnects, 0, "renewals never fell back to a reconnect: {stats:?}");
+    assert_eq!(
+        stats.reconnects, 0,
+        "renewals never fell back to a reconnect: {stats:?}"
+    );
     let max_open = emu.stats().max_open_sockets[&chat.participant_id];
     assert!(max_open <= 2, "at most two sockets at once, saw {max_open}");
 }
@@ -143,8 +168,15 @@ async fn a_url_older_than_the_window_is_not_dialled() {
     let mut h = start(&emu, &chat, cfg);
     until_live(&mut h).await;
     let stats = emu.stats();
-    assert!(stats.calls["CreateParticipantConnection"] >= 2, "{:?}", stats.calls);
-    assert_eq!(stats.upgrades[&chat.participant_id], 1, "the stale URL was never dialled");
+    assert!(
+        stats.calls["CreateParticipantConnection"] >= 2,
+        "{:?}",
+        stats.calls
+    );
+    assert_eq!(
+        stats.upgrades[&chat.participant_id], 1,
+        "the stale URL was never dialled"
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -177,7 +209,10 @@ async fn chat_ended_during_reconnect_finishes_cleanly() {
     let got = recv_all(&mut h).await;
     assert_eq!(h.join().await.unwrap(), SessionOutcome::ChatEnded);
     let got_ids = ids(&got);
-    assert!(got_ids.ends_with(&[m.id.unwrap(), end.id.unwrap()]), "{got_ids:?}");
+    assert!(
+        got_ids.ends_with(&[m.id.unwrap(), end.id.unwrap()]),
+        "{got_ids:?}"
+    );
 }
 
 #[tokio::test(start_paused = true)]

@@ -234,8 +234,13 @@ impl ApiClient {
         participant_token: &Secret,
         request: &CreateParticipantConnectionRequest,
     ) -> Result<CreateParticipantConnectionResponse, ApiError> {
-        self.call(Operation::CreateParticipantConnection, None, participant_token, Some(request))
-            .await
+        self.call(
+            Operation::CreateParticipantConnection,
+            None,
+            participant_token,
+            Some(request),
+        )
+        .await
     }
 
     pub async fn get_transcript(
@@ -280,8 +285,13 @@ impl ApiClient {
     ) -> Result<EmptyResponse, ApiError> {
         let mut request = request.clone();
         request.client_token.get_or_insert_with(new_client_token);
-        self.call(Operation::DisconnectParticipant, None, connection_token, Some(&request))
-            .await
+        self.call(
+            Operation::DisconnectParticipant,
+            None,
+            connection_token,
+            Some(&request),
+        )
+        .await
     }
 
     pub async fn start_attachment_upload(
@@ -293,8 +303,13 @@ impl ApiClient {
         if request.client_token.is_empty() {
             request.client_token = new_client_token();
         }
-        self.call(Operation::StartAttachmentUpload, None, connection_token, Some(&request))
-            .await
+        self.call(
+            Operation::StartAttachmentUpload,
+            None,
+            connection_token,
+            Some(&request),
+        )
+        .await
     }
 
     pub async fn complete_attachment_upload(
@@ -306,8 +321,13 @@ impl ApiClient {
         if request.client_token.is_empty() {
             request.client_token = new_client_token();
         }
-        self.call(Operation::CompleteAttachmentUpload, None, connection_token, Some(&request))
-            .await
+        self.call(
+            Operation::CompleteAttachmentUpload,
+            None,
+            connection_token,
+            Some(&request),
+        )
+        .await
     }
 
     pub async fn get_attachment(
@@ -324,8 +344,13 @@ impl ApiClient {
         connection_token: &Secret,
         request: &GetAuthenticationUrlRequest,
     ) -> Result<GetAuthenticationUrlResponse, ApiError> {
-        self.call(Operation::GetAuthenticationUrl, None, connection_token, Some(request))
-            .await
+        self.call(
+            Operation::GetAuthenticationUrl,
+            None,
+            connection_token,
+            Some(request),
+        )
+        .await
     }
 
     pub async fn cancel_participant_authentication(
@@ -407,9 +432,7 @@ impl ApiClient {
             .header("X-Amz-Bearer", bearer.expose())
             .header("Accept", "application/json");
         if let Some(b) = body {
-            req = req
-                .header("Content-Type", "application/json")
-                .body(b.to_vec());
+            req = req.header("Content-Type", "application/json").body(b.to_vec());
         }
         let transport = |e: reqwest::Error| ApiError::Transport {
             operation: op.name(),

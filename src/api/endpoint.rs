@@ -91,7 +91,10 @@ pub fn check_websocket_url(url: &str) -> Result<Url, EndpointError> {
     match u.scheme() {
         "wss" => Ok(u),
         "ws" => ensure_loopback(&u, "wss").map(|_| u),
-        other => Err(EndpointError::Url(redacted, format!("scheme {other:?} is not ws or wss"))),
+        other => Err(EndpointError::Url(
+            redacted,
+            format!("scheme {other:?} is not ws or wss"),
+        )),
     }
 }
 
@@ -117,10 +120,24 @@ mod tests {
 
     #[test]
     fn region_endpoints() {
-        let e = |v| Endpoint::for_region("eu-west-2", v).unwrap().url("/participant/connection").to_string();
-        assert_eq!(e(EndpointVariant::Standard), "https://participant.connect.eu-west-2.amazonaws.com/participant/connection");
-        assert_eq!(e(EndpointVariant::Fips), "https://participant.connect-fips.eu-west-2.amazonaws.com/participant/connection");
-        assert_eq!(e(EndpointVariant::DualStack), "https://participant.connect.eu-west-2.api.aws/participant/connection");
+        let e = |v| {
+            Endpoint::for_region("eu-west-2", v)
+                .unwrap()
+                .url("/participant/connection")
+                .to_string()
+        };
+        assert_eq!(
+            e(EndpointVariant::Standard),
+            "https://participant.connect.eu-west-2.amazonaws.com/participant/connection"
+        );
+        assert_eq!(
+            e(EndpointVariant::Fips),
+            "https://participant.connect-fips.eu-west-2.amazonaws.com/participant/connection"
+        );
+        assert_eq!(
+            e(EndpointVariant::DualStack),
+            "https://participant.connect.eu-west-2.api.aws/participant/connection"
+        );
         assert!(Endpoint::for_region("EU West", EndpointVariant::Standard).is_err());
     }
 
@@ -129,14 +146,22 @@ mod tests {
         assert!(Endpoint::from_url("http://127.0.0.1:8080").is_ok());
         assert!(Endpoint::from_url("http://localhost:1").is_ok());
         assert!(Endpoint::from_url("http://[::1]:1").is_ok());
-        assert!(matches!(Endpoint::from_url("http://10.0.0.1"), Err(EndpointError::Plaintext { .. })));
+        assert!(matches!(
+            Endpoint::from_url("http://10.0.0.1"),
+            Err(EndpointError::Plaintext { .. })
+        ));
         assert!(Endpoint::from_url("https://vpce.example.com/base/").is_ok());
         assert_eq!(
-            Endpoint::from_url("https://vpce.example.com/base/").unwrap().url("/participant/event").as_str(),
+            Endpoint::from_url("https://vpce.example.com/base/")
+                .unwrap()
+                .url("/participant/event")
+                .as_str(),
             "https://vpce.example.com/base/participant/event"
         );
         assert!(check_websocket_url("ws://127.0.0.1:9/x?tok=1").is_ok());
-        let err = check_websocket_url("ws://example.com/x?tok=secret").unwrap_err().to_string();
+        let err = check_websocket_url("ws://example.com/x?tok=secret")
+            .unwrap_err()
+            .to_string();
         assert!(!err.contains("secret"), "{err}");
         assert!(check_websocket_url("wss://example.com/x?tok=1").is_ok());
     }

@@ -174,12 +174,8 @@ pub fn decode_error(status: StatusCode, headers: &HeaderMap, body: &[u8]) -> (Er
         .filter(|s| !s.is_empty())
         .map(|c| ErrorCode::parse(&c))
         .unwrap_or_else(|| ErrorCode::from_status(status.as_u16()));
-    let message = field(&["message", "Message"]).unwrap_or_else(|| {
-        status
-            .canonical_reason()
-            .unwrap_or("no message")
-            .to_string()
-    });
+    let message = field(&["message", "Message"])
+        .unwrap_or_else(|| status.canonical_reason().unwrap_or("no message").to_string());
     (code, message)
 }
 
@@ -200,7 +196,11 @@ mod tests {
     fn every_code_decodes_from_the_header() {
         for (status, name, code) in [
             (400, "ValidationException", ErrorCode::Validation),
-            (402, "ServiceQuotaExceededException", ErrorCode::ServiceQuotaExceeded),
+            (
+                402,
+                "ServiceQuotaExceededException",
+                ErrorCode::ServiceQuotaExceeded,
+            ),
             (403, "AccessDeniedException", ErrorCode::AccessDenied),
             (404, "ResourceNotFoundException", ErrorCode::ResourceNotFound),
             (409, "ConflictException", ErrorCode::Conflict),
@@ -218,12 +218,19 @@ mod tests {
 
     #[test]
     fn body_type_and_status_are_fallbacks() {
-        let (c, m) = decode(400, None, r#"{"__type":"com.amazonaws.connect#ConflictException","Message":"dup"}"#);
+        let (c, m) = decode(
+            400,
+            None,
+            r#"{"__type":"com.amazonaws.connect#ConflictException","Message":"dup"}"#,
+        );
         assert_eq!((c, m.as_str()), (ErrorCode::Conflict, "dup"));
         let (c, _) = decode(403, None, r#"{"code":"AccessDeniedException"}"#);
         assert_eq!(c, ErrorCode::AccessDenied);
         let (c, m) = decode(503, None, "<html>gateway</html>");
-        assert_eq!((c, m.as_str()), (ErrorCode::Other("Http503".into()), "Service Unavailable"));
+        assert_eq!(
+            (c, m.as_str()),
+            (ErrorCode::Other("Http503".into()), "Service Unavailable")
+        );
         let (c, _) = decode(429, None, "");
         assert_eq!(c, ErrorCode::Throttling);
     }

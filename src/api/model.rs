@@ -582,8 +582,14 @@ mod tests {
     fn unknown_enum_values_and_fields_pass_through() {
         let raw = r#"{"AbsoluteTime":"2026-11-25T12:00:00.123Z","Id":"a","Type":"MESSAGEMETADATA","ParticipantRole":"ROBOT","MessageMetadata":{"MessageId":"m","Receipts":[{"ReadTimestamp":"x","Novel":1}]},"Brand":"new"}"#;
         let item: Item = serde_json::from_str(raw).unwrap();
-        assert_eq!(item.item_type, Some(ChatItemType::Unknown("MESSAGEMETADATA".into())));
-        assert_eq!(item.participant_role, Some(ParticipantRole::Unknown("ROBOT".into())));
+        assert_eq!(
+            item.item_type,
+            Some(ChatItemType::Unknown("MESSAGEMETADATA".into()))
+        );
+        assert_eq!(
+            item.participant_role,
+            Some(ParticipantRole::Unknown("ROBOT".into()))
+        );
         assert!(item.is_ephemeral());
         let back: Value = serde_json::to_value(&item).unwrap();
         let orig: Value = serde_json::from_str(raw).unwrap();

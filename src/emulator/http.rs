@@ -28,14 +28,26 @@ pub(crate) fn router(shared: Arc<Shared>, stopped: watch::Receiver<bool>) -> Rou
         .route("/participant/message", post(send_message))
         .route("/participant/event", post(send_event))
         .route("/participant/disconnect", post(disconnect_participant))
-        .route("/participant/start-attachment-upload", post(start_attachment_upload))
-        .route("/participant/complete-attachment-upload", post(complete_attachment_upload))
+        .route(
+            "/participant/start-attachment-upload",
+            post(start_attachment_upload),
+        )
+        .route(
+            "/participant/complete-attachment-upload",
+            post(complete_attachment_upload),
+        )
         .route("/participant/attachment", post(get_attachment))
         .route("/participant/authentication-url", post(get_authentication_url))
-        .route("/participant/cancel-authentication", post(cancel_participant_authentication))
+        .route(
+            "/participant/cancel-authentication",
+            post(cancel_participant_authentication),
+        )
         .route("/participant/views/{view_token}", get(describe_view))
         .route("/websocket", get(super::ws::upgrade))
-        .route("/attachments/{id}", get(download_attachment).put(upload_attachment))
+        .route(
+            "/attachments/{id}",
+            get(download_attachment).put(upload_attachment),
+        )
         .route("/admin/chats", post(admin_create_chat))
         .route("/admin/chats/{contact}/participants", post(admin_add_participant))
         .route("/admin/chats/{contact}/messages", post(admin_message))
@@ -69,7 +81,11 @@ fn respond(st: &EmuState, status: StatusCode, body: String) -> Response {
 
 fn error_response(st: &EmuState, e: &ServiceError) -> Response {
     let status = StatusCode::from_u16(e.code.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    let mut resp = respond(st, status, serde_json::json!({ "message": e.message }).to_string());
+    let mut resp = respond(
+        st,
+        status,
+        serde_json::json!({ "message": e.message }).to_string(),
+    );
     let kind = format!(
         "{}:http://internal.amazon.com/coral/com.amazonaws.connect.participant/",
         e.code.as_str()
@@ -118,29 +134,83 @@ where
 macro_rules! api_handler {
     ($fn_name:ident, $op:literal, $req:ty, $method:ident) => {
         async fn $fn_name(State((shared, _)): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
-            operation(&shared, $op, &headers, &body, |st, bearer, req: $req| st.$method(bearer, req))
+            operation(&shared, $op, &headers, &body, |st, bearer, req: $req| {
+                st.$method(bearer, req)
+            })
         }
     };
 }
 
-api_handler!(create_participant_connection, "CreateParticipantConnection", CreateParticipantConnectionRequest, create_participant_connection);
-api_handler!(get_transcript, "GetTranscript", GetTranscriptRequest, get_transcript);
+api_handler!(
+    create_participant_connection,
+    "CreateParticipantConnection",
+    CreateParticipantConnectionRequest,
+    create_participant_connection
+);
+api_handler!(
+    get_transcript,
+    "GetTranscript",
+    GetTranscriptRequest,
+    get_transcript
+);
 api_handler!(send_message, "SendMessage", SendMessageRequest, send_message);
 api_handler!(send_event, "SendEvent", SendEventRequest, send_event);
-api_handler!(disconnect_participant, "DisconnectParticipant", DisconnectParticipantRequest, disconnect_participant);
-api_handler!(start_attachment_upload, "StartAttachmentUpload", StartAttachmentUploadRequest, start_attachment_upload);
-api_handler!(complete_attachment_upload, "CompleteAttachmentUpload", CompleteAttachmentUploadRequest, complete_attachment_upload);
-api_handler!(get_attachment, "GetAttachment", GetAttachmentRequest, get_attachment);
-api_handler!(get_authentication_url, "GetAuthenticationUrl", GetAuthenticationUrlRequest, get_authentication_url);
-api_handler!(cancel_participant_authentication, "CancelParticipantAuthentication", CancelParticipantAuthenticationRequest, cancel_participant_authentication);
+api_handler!(
+    disconnect_participant,
+    "DisconnectParticipant",
+    DisconnectParticipantRequest,
+    disconnect_participant
+);
+api_handler!(
+    start_attachment_upload,
+    "StartAttachmentUpload",
+    StartAttachmentUploadRequest,
+    start_attachment_upload
+);
+api_handler!(
+    complete_attachment_upload,
+    "CompleteAttachmentUpload",
+    CompleteAttachmentUploadRequest,
+    complete_attachment_upload
+);
+api_handler!(
+    get_attachment,
+    "GetAttachment",
+    GetAttachmentRequest,
+    get_attachment
+);
+api_handler!(
+    get_authentication_url,
+    "GetAuthenticationUrl",
+    GetAuthenticationUrlRequest,
+    get_authentication_url
+);
+api_handler!(
+    cancel_participant_authentication,
+    "CancelParticipantAuthentication",
+    CancelParticipantAuthenticationRequest,
+    cancel_participant_authentication
+);
 
-async fn describe_view(State((shared, _)): State<AppState>, Path(view_token): Path<String>, headers: HeaderMap) -> Response {
-    operation(&shared, "DescribeView", &headers, b"{}", |st, bearer, _: serde_json::Value| {
-        st.describe_view(bearer, &view_token)
-    })
+async fn describe_view(
+    State((shared, _)): State<AppState>,
+    Path(view_token): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    operation(
+        &shared,
+        "DescribeView",
+        &headers,
+        b"{}",
+        |st, bearer, _: serde_json::Value| st.describe_view(bearer, &view_token),
+    )
 }
 
-async fn upload_attachment(State((shared, _)): State<AppState>, Path(id): Path<String>, body: Bytes) -> Response {
+async fn upload_attachment(
+    State((shared, _)): State<AppState>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Response {
     let mut st = shared.lock();
     match st.upload_attachment(&id, body.len()) {
         Ok(()) => respond(&st, StatusCode::OK, "{}".into()),
@@ -154,11 +224,16 @@ async fn download_attachment(State((shared, _)): State<AppState>, Path(id): Path
         // The emulator keeps sizes, not bytes: the download is that many zero bytes.
         Some(n) => {
             let mut r = Response::new(Body::from(vec![0u8; n]));
-            r.headers_mut()
-                .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"));
+            r.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/octet-stream"),
+            );
             r
         }
-        None => error_response(&st, &ServiceError::new(ErrorCode::ResourceNotFound, "No such attachment")),
+        None => error_response(
+            &st,
+            &ServiceError::new(ErrorCode::ResourceNotFound, "No such attachment"),
+        ),
     }
 }
 
@@ -167,14 +242,22 @@ async fn download_attachment(State((shared, _)): State<AppState>, Path(id): Path
 fn admin_result<T: Serialize>(shared: &Shared, r: Result<T, EmulatorError>) -> Response {
     let st = shared.lock();
     match r {
-        Ok(v) => respond(&st, StatusCode::OK, serde_json::to_string(&v).expect("serialises")),
+        Ok(v) => respond(
+            &st,
+            StatusCode::OK,
+            serde_json::to_string(&v).expect("serialises"),
+        ),
         Err(e) => {
             let status = match e {
                 EmulatorError::UnknownChat(_) | EmulatorError::UnknownParticipant(_) => StatusCode::NOT_FOUND,
                 EmulatorError::ChatEnded(_) => StatusCode::CONFLICT,
                 EmulatorError::Invalid(_) => StatusCode::BAD_REQUEST,
             };
-            respond(&st, status, serde_json::json!({ "message": e.to_string() }).to_string())
+            respond(
+                &st,
+                status,
+                serde_json::json!({ "message": e.to_string() }).to_string(),
+            )
         }
     }
 }
@@ -204,7 +287,8 @@ struct CreatedChatBody {
 async fn admin_create_chat(State((shared, _)): State<AppState>, body: Bytes) -> Response {
     let r = parse::<CreateChatBody>(&body).and_then(|b| {
         let name = b.display_name.unwrap_or_else(|| "Customer".into());
-        let (contact_id, participant_id, participant_token) = shared.lock().create_chat(b.contact_id, name)?;
+        let (contact_id, participant_id, participant_token) =
+            shared.lock().create_chat(b.contact_id, name)?;
         Ok(CreatedChatBody {
             contact_id,
             participant_id,
@@ -228,7 +312,11 @@ struct AddedParticipant {
     participant_token: String,
 }
 
-async fn admin_add_participant(State((shared, _)): State<AppState>, Path(contact): Path<String>, body: Bytes) -> Response {
+async fn admin_add_participant(
+    State((shared, _)): State<AppState>,
+    Path(contact): Path<String>,
+    body: Bytes,
+) -> Response {
     let r = parse::<ParticipantBody>(&body).and_then(|b| {
         let role = ParticipantRole::from(b.participant_role.as_deref().unwrap_or("AGENT"));
         let name = b.display_name.unwrap_or_else(|| "Agent".into());
@@ -277,12 +365,20 @@ fn admin_publish(shared: &Shared, contact: &str, body: &[u8], event: bool) -> Re
     st.publish(contact, item)
 }
 
-async fn admin_message(State((shared, _)): State<AppState>, Path(contact): Path<String>, body: Bytes) -> Response {
+async fn admin_message(
+    State((shared, _)): State<AppState>,
+    Path(contact): Path<String>,
+    body: Bytes,
+) -> Response {
     let r = admin_publish(&shared, &contact, &body, false);
     admin_result(&shared, r)
 }
 
-async fn admin_event(State((shared, _)): State<AppState>, Path(contact): Path<String>, body: Bytes) -> Response {
+async fn admin_event(
+    State((shared, _)): State<AppState>,
+    Path(contact): Path<String>,
+    body: Bytes,
+) -> Response {
     let r = admin_publish(&shared, &contact, &body, true);
     admin_result(&shared, r)
 }
@@ -299,7 +395,10 @@ struct TranscriptBody {
 }
 
 async fn admin_transcript(State((shared, _)): State<AppState>, Path(contact): Path<String>) -> Response {
-    let r = shared.lock().transcript_of(&contact).map(|transcript| TranscriptBody { transcript });
+    let r = shared
+        .lock()
+        .transcript_of(&contact)
+        .map(|transcript| TranscriptBody { transcript });
     admin_result(&shared, r)
 }
 
@@ -308,7 +407,10 @@ async fn admin_fault(State((shared, _)): State<AppState>, body: Bytes) -> Respon
         .map_err(|e| EmulatorError::Invalid(format!("expected {{\"Operation\",\"Status\",\"Count\"}}: {e}")))
         .and_then(|f| {
             if !(400..=599).contains(&f.status) {
-                return Err(EmulatorError::Invalid(format!("Status {} is not an error status", f.status)));
+                return Err(EmulatorError::Invalid(format!(
+                    "Status {} is not an error status",
+                    f.status
+                )));
             }
             shared.lock().add_fault(f.clone());
             Ok(f)
@@ -334,7 +436,11 @@ struct Affected {
     affected: usize,
 }
 
-fn admin_sockets(shared: &Shared, body: &[u8], act: impl FnOnce(&mut EmuState, SocketsBody) -> usize) -> Response {
+fn admin_sockets(
+    shared: &Shared,
+    body: &[u8],
+    act: impl FnOnce(&mut EmuState, SocketsBody) -> usize,
+) -> Response {
     let r = parse::<SocketsBody>(body).map(|b| Affected {
         affected: act(&mut shared.lock(), b),
     });
@@ -342,11 +448,15 @@ fn admin_sockets(shared: &Shared, body: &[u8], act: impl FnOnce(&mut EmuState, S
 }
 
 async fn admin_drop(State((shared, _)): State<AppState>, body: Bytes) -> Response {
-    admin_sockets(&shared, &body, |st, b| st.drop_sockets(b.participant_id.as_deref()))
+    admin_sockets(&shared, &body, |st, b| {
+        st.drop_sockets(b.participant_id.as_deref())
+    })
 }
 
 async fn admin_stall(State((shared, _)): State<AppState>, body: Bytes) -> Response {
-    admin_sockets(&shared, &body, |st, b| st.stall_sockets(b.participant_id.as_deref()))
+    admin_sockets(&shared, &body, |st, b| {
+        st.stall_sockets(b.participant_id.as_deref())
+    })
 }
 
 async fn admin_send(State((shared, _)): State<AppState>, body: Bytes) -> Response {
@@ -378,17 +488,29 @@ async fn admin_timing(State((shared, _)): State<AppState>, body: Bytes) -> Respo
         match v {
             None => Ok(old),
             Some(s) if s.is_finite() && s > 0.0 => Ok(Duration::from_secs_f64(s)),
-            Some(s) => Err(EmulatorError::Invalid(format!("{name} {s} must be a positive number"))),
+            Some(s) => Err(EmulatorError::Invalid(format!(
+                "{name} {s} must be a positive number"
+            ))),
         }
     };
     let r = parse::<TimingBody>(&body).and_then(|b| {
         let mut st = shared.lock();
         let old = st.timing;
         let t = Timing {
-            connect_window: secs(b.connect_window_seconds, "ConnectWindowSeconds", old.connect_window)?,
-            connection_expiry: secs(b.connection_expiry_seconds, "ConnectionExpirySeconds", old.connection_expiry)?,
+            connect_window: secs(
+                b.connect_window_seconds,
+                "ConnectWindowSeconds",
+                old.connect_window,
+            )?,
+            connection_expiry: secs(
+                b.connection_expiry_seconds,
+                "ConnectionExpirySeconds",
+                old.connection_expiry,
+            )?,
             token_expiry: secs(b.token_expiry_seconds, "TokenExpirySeconds", old.token_expiry)?,
-            max_sockets_per_participant: b.max_sockets_per_participant.unwrap_or(old.max_sockets_per_participant),
+            max_sockets_per_participant: b
+                .max_sockets_per_participant
+                .unwrap_or(old.max_sockets_per_participant),
         };
         st.set_timing(t);
         Ok(TimingOut {

@@ -189,7 +189,14 @@ impl Emulator {
         role: ParticipantRole,
         content: &str,
     ) -> Result<Item, EmulatorError> {
-        self.publish(contact_id, display_name, role, ChatItemType::Message, "text/plain", Some(content))
+        self.publish(
+            contact_id,
+            display_name,
+            role,
+            ChatItemType::Message,
+            "text/plain",
+            Some(content),
+        )
     }
 
     /// Publishes an event (typing, …) as `display_name` in `role`.
@@ -200,7 +207,14 @@ impl Emulator {
         role: ParticipantRole,
         content_type: &str,
     ) -> Result<Item, EmulatorError> {
-        self.publish(contact_id, display_name, role, ChatItemType::Event, content_type, None)
+        self.publish(
+            contact_id,
+            display_name,
+            role,
+            ChatItemType::Event,
+            content_type,
+            None,
+        )
     }
 
     pub fn publish(

@@ -130,7 +130,11 @@ fn new_id() -> String {
 }
 
 fn new_token(prefix: &str) -> String {
-    format!("{prefix}{}{}", uuid::Uuid::new_v4().simple(), uuid::Uuid::new_v4().simple())
+    format!(
+        "{prefix}{}{}",
+        uuid::Uuid::new_v4().simple(),
+        uuid::Uuid::new_v4().simple()
+    )
 }
 
 impl State {
@@ -163,7 +167,9 @@ impl State {
     ) -> Result<(String, String, String), EmulatorError> {
         let contact_id = contact_id.unwrap_or_else(new_id);
         if self.chats.contains_key(&contact_id) {
-            return Err(EmulatorError::Invalid(format!("chat {contact_id} exists already")));
+            return Err(EmulatorError::Invalid(format!(
+                "chat {contact_id} exists already"
+            )));
         }
         self.chats.insert(
             contact_id.clone(),
@@ -223,7 +229,9 @@ impl State {
         });
         match existing {
             Some(p) => Ok(p),
-            None => Ok(self.add_participant(contact_id, display_name.to_string(), role.clone())?.0),
+            None => Ok(self
+                .add_participant(contact_id, display_name.to_string(), role.clone())?
+                .0),
         }
     }
 
@@ -241,7 +249,13 @@ impl State {
     }
 
     /// An Item from a participant, not yet published.
-    pub fn item_from(&self, pid: &str, item_type: ChatItemType, content_type: &str, content: Option<String>) -> Item {
+    pub fn item_from(
+        &self,
+        pid: &str,
+        item_type: ChatItemType,
+        content_type: &str,
+        content: Option<String>,
+    ) -> Item {
         let p = self.participants.get(pid);
         Item {
             item_type: Some(item_type),
@@ -267,7 +281,9 @@ impl State {
         if chat.ended {
             return Err(EmulatorError::ChatEnded(contact_id.to_string()));
         }
-        let mut at = now.replace_nanosecond((now.nanosecond() / 1_000_000) * 1_000_000).unwrap_or(now);
+        let mut at = now
+            .replace_nanosecond((now.nanosecond() / 1_000_000) * 1_000_000)
+            .unwrap_or(now);
         if let Some(last) = chat.last_time {
             if at <= last {
                 at = last + time::Duration::milliseconds(1);
@@ -293,10 +309,11 @@ impl State {
         .to_string();
         let mut overflowed = Vec::new();
         for (id, s) in self.sockets.iter() {
-            if s.subscribed && participants.contains(&s.participant_id) {
-                if s.tx.try_send(Outbound::Text(frame.clone())).is_err() {
-                    overflowed.push(*id);
-                }
+            if s.subscribed
+                && participants.contains(&s.participant_id)
+                && s.tx.try_send(Outbound::Text(frame.clone())).is_err()
+            {
+                overflowed.push(*id);
             }
         }
         for id in overflowed {
@@ -320,7 +337,10 @@ impl State {
         };
         let item = self.publish(contact_id, item)?;
         let participants = self.chats[contact_id].participants.clone();
-        self.close_sockets(|s| participants.contains(&s.participant_id), || Outbound::Close(1000, "chat ended"));
+        self.close_sockets(
+            |s| participants.contains(&s.participant_id),
+            || Outbound::Close(1000, "chat ended"),
+        );
         Ok(item)
     }
 
@@ -352,7 +372,10 @@ impl State {
     }
 
     pub fn add_fault(&mut self, fault: FaultSpec) {
-        self.faults.entry(fault.operation.clone()).or_default().push_back(fault);
+        self.faults
+            .entry(fault.operation.clone())
+            .or_default()
+            .push_back(fault);
     }
 
     pub fn clear_faults(&mut self) {
@@ -435,7 +458,8 @@ impl State {
 
     fn remember(&mut self, pid: &str, op: &'static str, token: &Option<String>, value: &serde_json::Value) {
         if let Some(t) = token {
-            self.idempotent.insert((pid.to_string(), op, t.clone()), value.clone());
+            self.idempotent
+                .insert((pid.to_string(), op, t.clone()), value.clone());
         }
     }
 
@@ -453,7 +477,9 @@ impl State {
         }
         let types = req.connection_types.unwrap_or_default();
         if types.is_empty() {
-            return Err(ServiceError::validation("Type must name at least one connection type"));
+            return Err(ServiceError::validation(
+                "Type must name at least one connection type",
+            ));
         }
         if let Some(bad) = types.iter().find(|t| matches!(t, ConnectionType::Unknown(_))) {
             return Err(ServiceError::validation(format!("Unknown connection type {bad}")));
@@ -527,28 +553,42 @@ impl State {
         Ok(resp)
     }
 
-    pub fn get_transcript(&mut self, token: &str, req: GetTranscriptRequest) -> Result<GetTranscriptResponse, ServiceError> {
+    pub fn get_transcript(
+        &mut self,
+        token: &str,
+        req: GetTranscriptRequest,
+    ) -> Result<GetTranscriptResponse, ServiceError> {
         let p = self.participant_for_connection(token)?;
         let contact_id = p.contact_id.clone();
         if let Some(c) = &req.contact_id {
             if c != &contact_id {
-                return Err(ServiceError::validation(format!("ContactId {c} is not this participant's contact")));
+                return Err(ServiceError::validation(format!(
+                    "ContactId {c} is not this participant's contact"
+                )));
             }
         }
         let max = match req.max_results {
             None | Some(0) => 10,
             Some(n @ 1..=100) => n as usize,
-            Some(n) => return Err(ServiceError::validation(format!("MaxResults {n} is not within 0..=100"))),
+            Some(n) => {
+                return Err(ServiceError::validation(format!(
+                    "MaxResults {n} is not within 0..=100"
+                )))
+            }
         };
         let forward = match req.scan_direction {
             None | Some(ScanDirection::Backward) => false,
             Some(ScanDirection::Forward) => true,
-            Some(ScanDirection::Unknown(s)) => return Err(ServiceError::validation(format!("Unknown ScanDirection {s}"))),
+            Some(ScanDirection::Unknown(s)) => {
+                return Err(ServiceError::validation(format!("Unknown ScanDirection {s}")))
+            }
         };
         let descending = match req.sort_order {
             None | Some(SortKey::Ascending) => false,
             Some(SortKey::Descending) => true,
-            Some(SortKey::Unknown(s)) => return Err(ServiceError::validation(format!("Unknown SortOrder {s}"))),
+            Some(SortKey::Unknown(s)) => {
+                return Err(ServiceError::validation(format!("Unknown SortOrder {s}")))
+            }
         };
         let items = &self.chats[&contact_id].items;
         let len = items.len();
@@ -556,19 +596,28 @@ impl State {
         let start: Option<usize> = if let Some(tok) = &req.next_token {
             Some(decode_next_token(tok, &contact_id, forward)?)
         } else if let Some(sp) = &req.start_position {
-            let set = [sp.id.is_some(), sp.absolute_time.is_some(), sp.most_recent.is_some()];
+            let set = [
+                sp.id.is_some(),
+                sp.absolute_time.is_some(),
+                sp.most_recent.is_some(),
+            ];
             if set.iter().filter(|b| **b).count() > 1 {
-                return Err(ServiceError::validation("StartPosition takes only one of Id, AbsoluteTime, MostRecent"));
+                return Err(ServiceError::validation(
+                    "StartPosition takes only one of Id, AbsoluteTime, MostRecent",
+                ));
             }
             if let Some(id) = &sp.id {
                 let i = items
                     .iter()
                     .position(|it| it.id.as_deref() == Some(id))
-                    .ok_or_else(|| ServiceError::validation(format!("StartPosition Id {id} is not in this transcript")))?;
+                    .ok_or_else(|| {
+                        ServiceError::validation(format!("StartPosition Id {id} is not in this transcript"))
+                    })?;
                 Some(i)
             } else if let Some(t) = &sp.absolute_time {
-                let t = crate::clock::parse_timestamp(t)
-                    .map_err(|_| ServiceError::validation(format!("StartPosition AbsoluteTime {t:?} is not ISO 8601")))?;
+                let t = crate::clock::parse_timestamp(t).map_err(|_| {
+                    ServiceError::validation(format!("StartPosition AbsoluteTime {t:?} is not ISO 8601"))
+                })?;
                 let after = items.partition_point(|it| it.absolute_time().is_some_and(|a| a < t));
                 if forward {
                     Some(after)
@@ -578,7 +627,9 @@ impl State {
                 }
             } else if let Some(n) = sp.most_recent {
                 if !(0..=100).contains(&n) {
-                    return Err(ServiceError::validation(format!("MostRecent {n} is not within 0..=100")));
+                    return Err(ServiceError::validation(format!(
+                        "MostRecent {n} is not within 0..=100"
+                    )));
                 }
                 if forward {
                     Some(len.saturating_sub(n as usize))
@@ -615,14 +666,25 @@ impl State {
         })
     }
 
-    pub fn send_message(&mut self, token: &str, req: SendMessageRequest) -> Result<SendMessageResponse, ServiceError> {
+    pub fn send_message(
+        &mut self,
+        token: &str,
+        req: SendMessageRequest,
+    ) -> Result<SendMessageResponse, ServiceError> {
         let (pid, contact_id) = self.live_participant_for_connection(token)?;
         validate_content(&req.content_type, Some(&req.content), true)?;
         if let Some(prev) = self.remembered(&pid, "SendMessage", &req.client_token) {
             return Ok(serde_json::from_value(prev).expect("stored from a SendMessageResponse"));
         }
-        let item = self.item_from(&pid, ChatItemType::Message, &req.content_type, Some(req.content.clone()));
-        let item = self.publish(&contact_id, item).map_err(|_| ServiceError::denied("The chat has ended"))?;
+        let item = self.item_from(
+            &pid,
+            ChatItemType::Message,
+            &req.content_type,
+            Some(req.content.clone()),
+        );
+        let item = self
+            .publish(&contact_id, item)
+            .map_err(|_| ServiceError::denied("The chat has ended"))?;
         let resp = SendMessageResponse {
             id: item.id,
             absolute_time: item.absolute_time,
@@ -633,7 +695,11 @@ impl State {
         Ok(resp)
     }
 
-    pub fn send_event(&mut self, token: &str, req: SendEventRequest) -> Result<SendEventResponse, ServiceError> {
+    pub fn send_event(
+        &mut self,
+        token: &str,
+        req: SendEventRequest,
+    ) -> Result<SendEventResponse, ServiceError> {
         let (pid, contact_id) = self.live_participant_for_connection(token)?;
         validate_content(&req.content_type, req.content.as_ref(), false)?;
         if let Some(prev) = self.remembered(&pid, "SendEvent", &req.client_token) {
@@ -647,10 +713,18 @@ impl State {
                 .as_deref()
                 .and_then(|c| serde_json::from_str::<serde_json::Value>(c).ok())
                 .and_then(|v| v.get("messageId").and_then(|m| m.as_str()).map(str::to_string))
-                .ok_or_else(|| ServiceError::validation("A receipt's Content must be {\"messageId\":\"…\"}"))?;
-            let known = self.chats[&contact_id].items.iter().any(|i| i.id.as_deref() == Some(message_id.as_str()));
+                .ok_or_else(|| {
+                    ServiceError::validation("A receipt's Content must be {\"messageId\":\"…\"}")
+                })?;
+            let known = self.chats[&contact_id]
+                .items
+                .iter()
+                .any(|i| i.id.as_deref() == Some(message_id.as_str()));
             if !known {
-                return Err(ServiceError::new(ErrorCode::Conflict, format!("Message {message_id} is not in this chat")));
+                return Err(ServiceError::new(
+                    ErrorCode::Conflict,
+                    format!("Message {message_id} is not in this chat"),
+                ));
             }
             let now = format_timestamp(self.clock.now());
             let receipt = Receipt {
@@ -670,7 +744,9 @@ impl State {
         } else {
             self.event_from(&pid, ct, req.content.clone())
         };
-        let item = self.publish(&contact_id, item).map_err(|_| ServiceError::denied("The chat has ended"))?;
+        let item = self
+            .publish(&contact_id, item)
+            .map_err(|_| ServiceError::denied("The chat has ended"))?;
         let resp = SendEventResponse {
             id: item.id,
             absolute_time: item.absolute_time,
@@ -680,7 +756,11 @@ impl State {
         Ok(resp)
     }
 
-    pub fn disconnect_participant(&mut self, token: &str, _req: DisconnectParticipantRequest) -> Result<EmptyResponse, ServiceError> {
+    pub fn disconnect_participant(
+        &mut self,
+        token: &str,
+        _req: DisconnectParticipantRequest,
+    ) -> Result<EmptyResponse, ServiceError> {
         let (pid, contact_id) = self.live_participant_for_connection(token)?;
         let left = self.event_from(&pid, CONTENT_TYPE_LEFT, None);
         let _ = self.publish(&contact_id, left);
@@ -688,7 +768,10 @@ impl State {
         if let Some(p) = self.participants.get_mut(&pid) {
             p.left = true;
         }
-        self.close_sockets(|s| s.participant_id == pid, || Outbound::Close(1000, "participant disconnected"));
+        self.close_sockets(
+            |s| s.participant_id == pid,
+            || Outbound::Close(1000, "participant disconnected"),
+        );
         if customer {
             let _ = self.end_chat(&contact_id);
         }
@@ -702,24 +785,37 @@ impl State {
     ) -> Result<StartAttachmentUploadResponse, ServiceError> {
         let (pid, contact_id) = self.live_participant_for_connection(token)?;
         if req.attachment_name.is_empty() || req.attachment_name.len() > 256 {
-            return Err(ServiceError::validation("AttachmentName must be 1 to 256 characters"));
+            return Err(ServiceError::validation(
+                "AttachmentName must be 1 to 256 characters",
+            ));
         }
         if req.client_token.is_empty() {
             return Err(ServiceError::validation("ClientToken is required"));
         }
         if req.attachment_size_in_bytes < 1 {
-            return Err(ServiceError::validation("AttachmentSizeInBytes must be at least 1"));
+            return Err(ServiceError::validation(
+                "AttachmentSizeInBytes must be at least 1",
+            ));
         }
         let token_key = Some(req.client_token.clone());
         if let Some(prev) = self.remembered(&pid, "StartAttachmentUpload", &token_key) {
             return Ok(serde_json::from_value(prev).expect("stored from a StartAttachmentUploadResponse"));
         }
         if req.attachment_size_in_bytes > 20 * 1024 * 1024 {
-            return Err(ServiceError::new(ErrorCode::ServiceQuotaExceeded, "Attachments are limited to 20 MB"));
+            return Err(ServiceError::new(
+                ErrorCode::ServiceQuotaExceeded,
+                "Attachments are limited to 20 MB",
+            ));
         }
-        let chat = self.chats.get_mut(&contact_id).expect("participant's chat exists");
+        let chat = self
+            .chats
+            .get_mut(&contact_id)
+            .expect("participant's chat exists");
         if chat.attachments >= 5 {
-            return Err(ServiceError::new(ErrorCode::ServiceQuotaExceeded, "A chat takes at most 5 attachments"));
+            return Err(ServiceError::new(
+                ErrorCode::ServiceQuotaExceeded,
+                "A chat takes at most 5 attachments",
+            ));
         }
         chat.attachments += 1;
         let id = new_id();
@@ -745,7 +841,9 @@ impl State {
                 ))),
                 url_expiry: Some(Timestamp(expiry)),
                 headers_to_include: Some(
-                    [("Content-Type".to_string(), req.content_type.clone())].into_iter().collect(),
+                    [("Content-Type".to_string(), req.content_type.clone())]
+                        .into_iter()
+                        .collect(),
                 ),
             }),
         };
@@ -775,7 +873,9 @@ impl State {
     ) -> Result<EmptyResponse, ServiceError> {
         let (pid, contact_id) = self.live_participant_for_connection(token)?;
         if req.attachment_ids.is_empty() || req.client_token.is_empty() {
-            return Err(ServiceError::validation("AttachmentIds and ClientToken are required"));
+            return Err(ServiceError::validation(
+                "AttachmentIds and ClientToken are required",
+            ));
         }
         for id in &req.attachment_ids {
             let a = self
@@ -785,11 +885,19 @@ impl State {
                 .ok_or_else(|| ServiceError::validation(format!("Attachment {id} is not in this chat")))?;
             match &a.completed_with {
                 Some(t) if t == &req.client_token => return Ok(EmptyResponse {}),
-                Some(_) => return Err(ServiceError::new(ErrorCode::Conflict, format!("Attachment {id} was completed already"))),
+                Some(_) => {
+                    return Err(ServiceError::new(
+                        ErrorCode::Conflict,
+                        format!("Attachment {id} was completed already"),
+                    ))
+                }
                 None => {}
             }
             if a.uploaded.is_none() {
-                return Err(ServiceError::new(ErrorCode::Conflict, format!("Attachment {id} has not been uploaded")));
+                return Err(ServiceError::new(
+                    ErrorCode::Conflict,
+                    format!("Attachment {id} has not been uploaded"),
+                ));
             }
         }
         let mut attachments = Vec::new();
@@ -804,24 +912,38 @@ impl State {
                 ..Default::default()
             });
         }
-        let mut item = self.item_from(&pid, ChatItemType::Attachment, &attachments[0].content_type.clone().unwrap_or_default(), None);
+        let mut item = self.item_from(
+            &pid,
+            ChatItemType::Attachment,
+            &attachments[0].content_type.clone().unwrap_or_default(),
+            None,
+        );
         item.attachments = Some(attachments);
-        self.publish(&contact_id, item).map_err(|_| ServiceError::denied("The chat has ended"))?;
+        self.publish(&contact_id, item)
+            .map_err(|_| ServiceError::denied("The chat has ended"))?;
         Ok(EmptyResponse {})
     }
 
-    pub fn get_attachment(&mut self, token: &str, req: GetAttachmentRequest) -> Result<GetAttachmentResponse, ServiceError> {
+    pub fn get_attachment(
+        &mut self,
+        token: &str,
+        req: GetAttachmentRequest,
+    ) -> Result<GetAttachmentResponse, ServiceError> {
         let p = self.participant_for_connection(token)?;
         let contact_id = p.contact_id.clone();
         let expiry_s = req.url_expiry_in_seconds.unwrap_or(300);
         if !(5..=300).contains(&expiry_s) {
-            return Err(ServiceError::validation("UrlExpiryInSeconds must be within 5..=300"));
+            return Err(ServiceError::validation(
+                "UrlExpiryInSeconds must be within 5..=300",
+            ));
         }
         let a = self
             .attachments
             .get(&req.attachment_id)
             .filter(|a| a.contact_id == contact_id && a.completed_with.is_some())
-            .ok_or_else(|| ServiceError::validation(format!("Attachment {} is not available", req.attachment_id)))?;
+            .ok_or_else(|| {
+                ServiceError::validation(format!("Attachment {} is not available", req.attachment_id))
+            })?;
         Ok(GetAttachmentResponse {
             url: Some(crate::secret::PresignedUrl::new(format!(
                 "{}/attachments/{}?X-Amz-Signature={}",
@@ -844,7 +966,9 @@ impl State {
             return Err(ServiceError::validation("SessionId must be 36 characters"));
         }
         if req.redirect_uri.is_empty() || req.redirect_uri.len() > 1024 {
-            return Err(ServiceError::validation("RedirectUri must be 1 to 1024 characters"));
+            return Err(ServiceError::validation(
+                "RedirectUri must be 1 to 1024 characters",
+            ));
         }
         self.auth_sessions.insert(req.session_id.clone(), pid);
         Ok(GetAuthenticationUrlResponse {
@@ -868,20 +992,32 @@ impl State {
                 self.auth_sessions.remove(&req.session_id);
                 Ok(EmptyResponse {})
             }
-            _ => Err(ServiceError::validation(format!("No authentication session {}", req.session_id))),
+            _ => Err(ServiceError::validation(format!(
+                "No authentication session {}",
+                req.session_id
+            ))),
         }
     }
 
-    pub fn describe_view(&mut self, token: &str, view_token: &str) -> Result<DescribeViewResponse, ServiceError> {
+    pub fn describe_view(
+        &mut self,
+        token: &str,
+        view_token: &str,
+    ) -> Result<DescribeViewResponse, ServiceError> {
         self.participant_for_connection(token)?;
         let known = ["interactive-list", "cards", "confirmation"];
         if !known.contains(&view_token) {
-            return Err(ServiceError::new(ErrorCode::ResourceNotFound, format!("View {view_token} not found")));
+            return Err(ServiceError::new(
+                ErrorCode::ResourceNotFound,
+                format!("View {view_token} not found"),
+            ));
         }
         Ok(DescribeViewResponse {
             view: Some(View {
                 id: Some(view_token.to_string()),
-                arn: Some(format!("arn:aws:connect:us-east-1:000000000000:instance/emulator/view/{view_token}")),
+                arn: Some(format!(
+                    "arn:aws:connect:us-east-1:000000000000:instance/emulator/view/{view_token}"
+                )),
                 name: Some(view_token.to_string()),
                 version: Some(1),
                 content: Some(ViewContent {
@@ -967,7 +1103,9 @@ impl State {
 
 fn validate_content(content_type: &str, content: Option<&String>, message: bool) -> Result<(), ServiceError> {
     if content_type.is_empty() || content_type.len() > 100 {
-        return Err(ServiceError::validation("ContentType must be 1 to 100 characters"));
+        return Err(ServiceError::validation(
+            "ContentType must be 1 to 100 characters",
+        ));
     }
     if message {
         let allowed = [
@@ -977,10 +1115,14 @@ fn validate_content(content_type: &str, content: Option<&String>, message: bool)
             "application/vnd.amazonaws.connect.message.interactive.response",
         ];
         if !allowed.contains(&content_type) {
-            return Err(ServiceError::validation(format!("ContentType {content_type} is not supported for messages")));
+            return Err(ServiceError::validation(format!(
+                "ContentType {content_type} is not supported for messages"
+            )));
         }
     } else if !content_type.starts_with(EVENT_PREFIX) {
-        return Err(ServiceError::validation(format!("ContentType {content_type} is not an event type")));
+        return Err(ServiceError::validation(format!(
+            "ContentType {content_type} is not an event type"
+        )));
     }
     match content {
         Some(c) if c.is_empty() || c.chars().count() > 16384 => {
@@ -1000,7 +1142,9 @@ fn encode_next_token(contact_id: &str, forward: bool, index: usize) -> String {
 fn decode_next_token(token: &str, contact_id: &str, forward: bool) -> Result<usize, ServiceError> {
     use base64::Engine;
     let bad = || ServiceError::validation("Invalid NextToken");
-    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(token).map_err(|_| bad())?;
+    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(token)
+        .map_err(|_| bad())?;
     let raw = String::from_utf8(raw).map_err(|_| bad())?;
     let parts: Vec<&str> = raw.split('|').collect();
     let dir = if forward { "F" } else { "B" };

@@ -48,7 +48,8 @@ pub(crate) async fn upgrade(
         match on_upgrade.await {
             Ok(upgraded) => {
                 let config = WebSocketConfig::default().max_message_size(Some(1 << 20));
-                let ws = WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(config)).await;
+                let ws = WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(config))
+                    .await;
                 serve_socket(&shared, id, expires, ws, outbound, stopped).await;
             }
             Err(e) => tracing::debug!(error = %e, "emulator: upgrade did not complete"),
@@ -97,6 +98,7 @@ async fn serve_socket<S>(
                 Some(Outbound::Stall) => stalled = true,
                 Some(Outbound::Text(_)) if stalled => {}
                 Some(Outbound::Text(t)) => {
+                    tracing::trace!(socket = id, bytes = t.len(), "emulator: sending a frame");
                     if ws.send(Message::text(t)).await.is_err() {
                         break;
                     }
@@ -112,6 +114,7 @@ async fn serve_socket<S>(
                 None | Some(Err(_)) => break,
                 Some(Ok(_)) if stalled => {}
                 Some(Ok(Message::Text(t))) => {
+                    tracing::trace!(socket = id, frame = %t.as_str(), "emulator: received a frame");
                     if let Some(reply) = answer(shared, id, t.as_str()) {
                         if ws.send(Message::text(reply)).await.is_err() {
                             break;
@@ -146,7 +149,9 @@ fn answer(shared: &Shared, id: u64, text: &str) -> Option<String> {
         }
         "aws/heartbeat" => Some(r#"{"topic":"aws/heartbeat"}"#.to_string()),
         "aws/ping" => Some(r#"{"topic":"aws/ping","statusCode":200,"statusContent":"OK"}"#.to_string()),
-        "aws/unsubscribe" => Some(r#"{"topic":"aws/unsubscribe","content":{"status":"success"}}"#.to_string()),
+        "aws/unsubscribe" => {
+            Some(r#"{"topic":"aws/unsubscribe","content":{"status":"success"}}"#.to_string())
+        }
         _ => None,
     }
 }

@@ -9,6 +9,7 @@ use connect_chatd::supervisor::{SessionHandle, SessionState, Supervisor, Supervi
 use std::time::Duration;
 
 pub async fn emulator(timing: Timing) -> Emulator {
+    init_logs();
     Emulator::start(EmulatorConfig {
         timing,
         ..Default::default()
@@ -35,7 +36,11 @@ pub fn ids(items: &[Item]) -> Vec<String> {
 
 /// The persisted (transcript) Items among `items`.
 pub fn persisted(items: &[Item]) -> Vec<String> {
-    ids(&items.iter().filter(|i| !i.is_ephemeral()).cloned().collect::<Vec<_>>())
+    ids(&items
+        .iter()
+        .filter(|i| !i.is_ephemeral())
+        .cloned()
+        .collect::<Vec<_>>())
 }
 
 /// Logs to the test's output when `TEST_LOG` is set (e.g. `TEST_LOG=debug`).
@@ -55,10 +60,13 @@ pub fn start(emu: &Emulator, chat: &CreatedChat, cfg: SupervisorConfig) -> Sessi
 
 /// Waits (in paused time) until the session reports `Live`.
 pub async fn until_live(h: &mut SessionHandle) {
-    tokio::time::timeout(Duration::from_secs(600), h.state.wait_for(|s| *s == SessionState::Live))
-        .await
-        .expect("session goes live")
-        .expect("state channel open");
+    tokio::time::timeout(
+        Duration::from_secs(600),
+        h.state.wait_for(|s| *s == SessionState::Live),
+    )
+    .await
+    .expect("session goes live")
+    .expect("state channel open");
 }
 
 /// Receives Items until one with this Id arrives; returns all received.
@@ -90,9 +98,7 @@ pub async fn recv_all(h: &mut SessionHandle) -> Vec<Item> {
 }
 
 /// Reads Items in a task of its own (as a real consumer would) until the session ends.
-pub fn spawn_collector(
-    mut items: tokio::sync::mpsc::Receiver<Item>,
-) -> tokio::task::JoinHandle<Vec<Item>> {
+pub fn spawn_collector(mut items: tokio::sync::mpsc::Receiver<Item>) -> tokio::task::JoinHandle<Vec<Item>> {
     tokio::spawn(async move {
         let mut got = Vec::new();
         while let Some(item) = items.recv().await {
