@@ -33,6 +33,14 @@ impl Clock {
         }
     }
 
+    /// The same clock, reading `offset` later (a skewed peer in tests).
+    pub fn shifted(self, offset: time::Duration) -> Self {
+        Clock {
+            base_wall: self.base_wall + offset,
+            ..self
+        }
+    }
+
     /// The current wall-clock time.
     pub fn now(&self) -> OffsetDateTime {
         self.wall_at(Instant::now())

@@ -20,6 +20,7 @@ pub mod logging;
 pub mod secret;
 pub mod sink;
 pub mod socket;
+pub mod store;
 pub mod supervisor;
 pub mod tail;
 pub mod tls;

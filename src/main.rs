@@ -83,8 +83,15 @@ async fn tail(args: TailArgs) -> u8 {
         Ok(v) => v,
         Err(e) => return config_error(e),
     };
+    let store = match &args.state_dir {
+        Some(dir) => match connect_chatd::store::StateStore::open(dir, &token) {
+            Ok(s) => Some(s),
+            Err(e) => return config_error(ConfigError::new("--state-dir", e.to_string())),
+        },
+        None => None,
+    };
     let mut sink = connect_chatd::sink::JsonLines::stdout();
-    match connect_chatd::tail::tail(api, token, cfg, &mut sink, shutdown_signal()).await {
+    match connect_chatd::tail::tail(api, token, cfg, &mut sink, store.as_ref(), shutdown_signal()).await {
         Ok(SessionOutcome::ChatEnded) => {
             tracing::info!("the chat has ended");
             exit::OK
@@ -167,6 +174,7 @@ async fn emulator(args: EmulatorArgs) -> u8 {
     let emu = match Emulator::start(EmulatorConfig {
         listen: args.listen,
         timing,
+        ..Default::default()
     })
     .await
     {

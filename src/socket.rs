@@ -35,6 +35,9 @@ pub struct SocketConfig {
     pub subscribe_attempts: u32,
     /// Heartbeat and deep-ping interval; a reply missing at the next tick = half-open.
     pub heartbeat_interval: Duration,
+    /// No frame at all for this long also means a dead socket (checked at each tick; at
+    /// least two heartbeat intervals).
+    pub idle_timeout: Duration,
     /// Events buffered between the socket task and the supervisor.
     pub event_capacity: usize,
     /// Largest websocket message accepted (an Item is at most 16384 characters).
@@ -52,6 +55,7 @@ impl Default for SocketConfig {
             subscribe_timeout: Duration::from_secs(10),
             subscribe_attempts: 3,
             heartbeat_interval: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(30),
             event_capacity: 256,
             max_message_size: 256 * 1024,
             read_buffer_size: 4096,
@@ -278,16 +282,28 @@ impl SocketTask {
         ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
         let mut awaiting_heartbeat = false;
         let mut awaiting_ping = false;
+        let mut last_read = Instant::now();
+        let idle_timeout = self.cfg.idle_timeout.max(period * 2);
         loop {
             tokio::select! {
                 // A dropped handle counts as a close request too.
                 _ = &mut *close_rx => return self.close_cleanly().await,
-                msg = self.ws.next() => match self.on_message(msg, &mut awaiting_heartbeat, &mut awaiting_ping) {
-                    Step::Continue => {}
-                    Step::Stop(reason) => return reason,
-                },
+                msg = self.ws.next() => {
+                    last_read = Instant::now();
+                    match self.on_message(msg, &mut awaiting_heartbeat, &mut awaiting_ping) {
+                        Step::Continue => {}
+                        Step::Stop(reason) => return reason,
+                    }
+                }
                 _ = ticks.tick() => {
-                    if awaiting_heartbeat || awaiting_ping {
+                    if awaiting_heartbeat || awaiting_ping || last_read.elapsed() >= idle_timeout {
+                        debug!(
+                            socket = self.id,
+                            awaiting_heartbeat,
+                            awaiting_ping,
+                            idle = ?last_read.elapsed(),
+                            "no sign of life since the last tick"
+                        );
                         return CloseReason::Stalled;
                     }
                     for f in [frame::HEARTBEAT, frame::PING] {

@@ -128,10 +128,19 @@ pub enum SessionError {
 }
 
 /// The ConnectionToken and when it expires.
-#[derive(Debug, Clone)]
-struct Credentials {
-    token: Secret,
-    expiry: OffsetDateTime,
+#[derive(Debug, Clone, PartialEq)]
+pub struct Credentials {
+    pub token: Secret,
+    pub expiry: OffsetDateTime,
+}
+
+/// What a previous run of this session left behind (`--state-dir`).
+#[derive(Debug, Clone, Default)]
+pub struct Resume {
+    /// The last Item delivered: the session continues after it.
+    pub cursor: Option<Cursor>,
+    /// The last ConnectionToken, to read the transcript of a chat that ended meanwhile.
+    pub credentials: Option<Credentials>,
 }
 
 /// A CreateParticipantConnection answer, not dialled yet.
@@ -287,8 +296,11 @@ pub struct Supervisor {
     shutdown: watch::Receiver<bool>,
     stats: Arc<SessionStats>,
     credentials: Option<Credentials>,
+    credentials_tx: watch::Sender<Option<Credentials>>,
     backoff: ExponentialBackoff,
     was_live: bool,
+    /// Started from a previous run's state: the chat was live before.
+    resumed: bool,
     anchored: bool,
 }
 
@@ -297,8 +309,31 @@ pub struct SessionHandle {
     pub items: mpsc::Receiver<Item>,
     pub state: watch::Receiver<SessionState>,
     pub stats: Arc<SessionStats>,
+    /// The current ConnectionToken (for `--state-dir`).
+    pub credentials: watch::Receiver<Option<Credentials>>,
     shutdown: watch::Sender<bool>,
-    task: tokio::task::JoinHandle<Result<SessionOutcome, SessionError>>,
+    task: SessionJoin,
+}
+
+/// The session's task, aborted if its owner is dropped (a killed `tail` leaves no
+/// session running behind it).
+struct SessionJoin(Option<tokio::task::JoinHandle<Result<SessionOutcome, SessionError>>>);
+
+impl SessionJoin {
+    async fn join(mut self) -> Result<SessionOutcome, SessionError> {
+        let handle = self.0.as_mut().expect("joined once");
+        let result = handle.await.expect("the session task does not panic");
+        self.0 = None;
+        result
+    }
+}
+
+impl Drop for SessionJoin {
+    fn drop(&mut self) {
+        if let Some(task) = &self.0 {
+            task.abort();
+        }
+    }
 }
 
 impl SessionHandle {
@@ -315,7 +350,7 @@ impl SessionHandle {
     pub async fn join(self) -> Result<SessionOutcome, SessionError> {
         let SessionHandle { items, task, .. } = self;
         drop(items);
-        task.await.expect("the session task does not panic")
+        task.join().await
     }
 
     /// Waits for the session's result while the caller keeps the Item receiver.
@@ -327,6 +362,7 @@ impl SessionHandle {
                 shutdown: self.shutdown,
                 state: self.state,
                 stats: self.stats,
+                credentials: self.credentials,
             },
         )
     }
@@ -334,10 +370,11 @@ impl SessionHandle {
 
 /// The session without its Item receiver.
 pub struct SessionTask {
-    task: tokio::task::JoinHandle<Result<SessionOutcome, SessionError>>,
+    task: SessionJoin,
     shutdown: watch::Sender<bool>,
     pub state: watch::Receiver<SessionState>,
     pub stats: Arc<SessionStats>,
+    pub credentials: watch::Receiver<Option<Credentials>>,
 }
 
 impl SessionTask {
@@ -346,7 +383,7 @@ impl SessionTask {
     }
 
     pub async fn join(self) -> Result<SessionOutcome, SessionError> {
-        self.task.await.expect("the session task does not panic")
+        self.task.join().await
     }
 }
 
@@ -356,29 +393,35 @@ pub const ITEM_CHANNEL: usize = 64;
 impl Supervisor {
     /// Starts a session in a task of its own.
     pub fn spawn(api: ApiClient, participant_token: Secret, cfg: SupervisorConfig) -> SessionHandle {
-        Self::spawn_from(api, participant_token, cfg, None)
+        Self::spawn_resumed(api, participant_token, cfg, None)
     }
 
-    /// Starts a session that resumes after `cursor` (Items up to it count as delivered).
-    pub fn spawn_from(
+    /// Starts a session that continues a previous run: Items up to `resume.cursor` count
+    /// as delivered.
+    pub fn spawn_resumed(
         api: ApiClient,
         participant_token: Secret,
         cfg: SupervisorConfig,
-        cursor: Option<Cursor>,
+        resume: Option<Resume>,
     ) -> SessionHandle {
         let (tx, rx) = mpsc::channel(ITEM_CHANNEL);
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
-        let (sup, state) = Supervisor::new(api, participant_token, cfg, tx, shutdown_rx);
-        let mut sup = sup;
-        if let Some(c) = cursor {
-            sup.delivery.resume_from(c);
+        let (mut sup, state) = Supervisor::new(api, participant_token, cfg, tx, shutdown_rx);
+        if let Some(r) = resume {
+            if let Some(c) = r.cursor {
+                sup.delivery.resume_from(c);
+            }
+            sup.credentials = r.credentials;
+            sup.resumed = true;
         }
         let stats = sup.stats.clone();
-        let task = tokio::spawn(sup.run());
+        let credentials = sup.credentials_tx.subscribe();
+        let task = SessionJoin(Some(tokio::spawn(sup.run())));
         SessionHandle {
             items: rx,
             state,
             stats,
+            credentials,
             shutdown: shutdown_tx,
             task,
         }
@@ -408,7 +451,9 @@ impl Supervisor {
             shutdown,
             stats,
             credentials: None,
+            credentials_tx: watch::channel(None).0,
             was_live: false,
+            resumed: false,
             anchored: false,
         };
         (sup, state_rx)
@@ -433,6 +478,11 @@ impl Supervisor {
             *s = next;
             true
         });
+    }
+
+    fn set_credentials(&mut self, creds: &Credentials) {
+        self.credentials = Some(creds.clone());
+        self.credentials_tx.send_replace(Some(creds.clone()));
     }
 
     pub async fn run(mut self) -> Result<SessionOutcome, SessionError> {
@@ -472,7 +522,7 @@ impl Supervisor {
                     Verdict::Fatal(e) => return Err(SessionError::Fatal(e)),
                 },
             };
-            self.credentials = Some(created.creds.clone());
+            self.set_credentials(&created.creds);
 
             if self.cfg.history == History::None && !self.anchored && self.delivery.cursor().is_none() {
                 if let Err(e) = self.anchor(&created.creds.token).await {
@@ -548,16 +598,22 @@ impl Supervisor {
 
     /// A 403: before the chat was ever live, the token is bad; after, the chat ended.
     /// Either way nothing is retried. For an ended chat, what the transcript still
-    /// holds (the end Item, say) is fetched with the last ConnectionToken.
+    /// holds (the end Item, say) is fetched with the last ConnectionToken. A session
+    /// resumed from saved state counts as having been live if that token still reads
+    /// the transcript.
     async fn on_denied(&mut self, e: ApiError) -> Result<SessionOutcome, SessionError> {
-        if !self.was_live {
+        if !self.was_live && !(self.resumed && self.credentials.is_some()) {
             return Err(SessionError::TokenRejected(e));
         }
         info!(error = %e, "access denied after the chat was live: the chat has ended");
         if let Some(creds) = self.credentials.clone() {
             match self.backfill(&creds.token).await {
                 Ok(_) => {}
-                Err(BackfillError::Api(e)) => debug!(error = %e, "final backfill failed"),
+                Err(BackfillError::Api(e2)) if !self.was_live => {
+                    debug!(error = %e2, "the saved ConnectionToken does not work either");
+                    return Err(SessionError::TokenRejected(e));
+                }
+                Err(BackfillError::Api(e2)) => debug!(error = %e2, "final backfill failed"),
                 Err(BackfillError::ConsumerGone) => return Ok(SessionOutcome::ConsumerGone),
             }
         }
@@ -674,7 +730,7 @@ impl Supervisor {
                     match res {
                         Ok(fresh) => {
                             SessionStats::bump(&self.stats.connections);
-                            self.credentials = Some(fresh.creds.clone());
+                            self.set_credentials(&fresh.creds);
                             let old = std::mem::replace(conn, fresh);
                             match self.retire(old).await {
                                 Ok(true) => {}

@@ -1,10 +1,17 @@
 //! `connect-chatd tail`: one session, its Items written to a sink in order, until the
-//! chat ends, a shutdown is asked for, or the sink's reader goes away.
+//! chat ends, a shutdown is asked for, or the sink's reader goes away. With a state
+//! store, the cursor is saved after each Item is written, and a restart continues
+//! after it.
 
+use crate::api::model::Timestamp;
 use crate::api::ApiClient;
+use crate::delivery::Cursor;
 use crate::secret::Secret;
 use crate::sink::{Sink, SinkError};
-use crate::supervisor::{SessionError, SessionOutcome, Supervisor, SupervisorConfig};
+use crate::store::{Loaded, SavedState, StateStore, StoreError};
+use crate::supervisor::{
+    Credentials, History, Resume, SessionError, SessionOutcome, Supervisor, SupervisorConfig,
+};
 use std::future::Future;
 
 #[derive(Debug, thiserror::Error)]
@@ -13,6 +20,8 @@ pub enum TailError {
     Session(#[from] SessionError),
     #[error(transparent)]
     Sink(SinkError),
+    #[error("cannot save the session state: {0}")]
+    Store(#[from] StoreError),
 }
 
 /// Runs until the chat ends (`ChatEnded`), `shutdown` resolves (`Shutdown`: sockets are
@@ -21,31 +30,66 @@ pub enum TailError {
 pub async fn tail<S: Sink>(
     api: ApiClient,
     participant_token: Secret,
-    cfg: SupervisorConfig,
+    mut cfg: SupervisorConfig,
     sink: &mut S,
+    store: Option<&StateStore>,
     shutdown: impl Future<Output = ()>,
 ) -> Result<SessionOutcome, TailError> {
-    let handle = Supervisor::spawn(api, participant_token, cfg);
-    let (mut items, session) = handle.into_parts();
+    let mut saved = SavedState {
+        cursor: None,
+        connection_token: None,
+        connection_expiry: None,
+    };
+    let resume = match store.map(StateStore::load) {
+        None | Some(Loaded::Fresh) => None,
+        Some(Loaded::Resumed(state)) => {
+            tracing::info!(cursor = ?state.cursor.as_ref().map(|c| &c.id), "resuming from the state directory");
+            saved = state.clone();
+            Some(Resume {
+                cursor: state.cursor,
+                credentials: state
+                    .connection_token
+                    .zip(state.connection_expiry)
+                    .map(|(token, expiry)| Credentials {
+                        token,
+                        expiry: expiry.0,
+                    }),
+            })
+        }
+        Some(Loaded::Unusable(why)) => {
+            tracing::warn!(reason = %why, "ignoring the saved state; starting with a full backfill");
+            cfg.history = History::All;
+            None
+        }
+    };
+    let handle = Supervisor::spawn_resumed(api, participant_token, cfg, resume);
+    let (mut items, mut session) = handle.into_parts();
     tokio::pin!(shutdown);
     let mut stopping = false;
-    loop {
+    let result = loop {
         tokio::select! {
             item = items.recv() => {
-                let Some(item) = item else { break };
-                match sink.deliver(&item).await {
-                    Ok(()) => {}
-                    Err(SinkError::Closed) => {
+                let Some(item) = item else { break Ok(()) };
+                if let Err(e) = sink.deliver(&item).await {
+                    break Err(e);
+                }
+                if let (Some(store), Some(id), false) = (store, &item.id, item.is_ephemeral()) {
+                    saved.cursor = Some(Cursor { id: id.clone(), absolute_time: item.absolute_time.clone() });
+                    if let Err(e) = store.save(&saved) {
                         session.shutdown();
                         drop(items);
                         let _ = session.join().await;
-                        return Ok(SessionOutcome::ConsumerGone);
+                        return Err(e.into());
                     }
-                    Err(e) => {
-                        session.shutdown();
-                        drop(items);
-                        let _ = session.join().await;
-                        return Err(TailError::Sink(e));
+                }
+            }
+            Ok(()) = session.credentials.changed(), if store.is_some() => {
+                let creds = session.credentials.borrow_and_update().clone();
+                if let (Some(store), Some(c)) = (store, creds) {
+                    saved.connection_token = Some(c.token);
+                    saved.connection_expiry = Some(Timestamp(c.expiry));
+                    if let Err(e) = store.save(&saved) {
+                        tracing::warn!(error = %e, "cannot save the session state");
                     }
                 }
             }
@@ -55,6 +99,17 @@ pub async fn tail<S: Sink>(
                 session.shutdown();
             }
         }
+    };
+    match result {
+        Ok(()) => Ok(session.join().await?),
+        Err(e) => {
+            session.shutdown();
+            drop(items);
+            let _ = session.join().await;
+            match e {
+                SinkError::Closed => Ok(SessionOutcome::ConsumerGone),
+                other => Err(TailError::Sink(other)),
+            }
+        }
     }
-    Ok(session.join().await?)
 }

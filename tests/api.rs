@@ -189,11 +189,7 @@ async fn emulator_errors_decode_with_their_codes() {
         .build()
         .unwrap();
     for status in [429, 500] {
-        emu.inject_fault(FaultSpec {
-            operation: "SendMessage".into(),
-            status,
-            count: 1,
-        });
+        emu.inject_fault(FaultSpec::fail("SendMessage", status, 1));
         let e = once.send_message(&ct, &message()).await.unwrap_err();
         assert_eq!(e.status(), Some(status));
         assert!(e.is_retryable());

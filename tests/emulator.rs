@@ -301,9 +301,7 @@ async fn transcript_pages_forward_and_backward() {
     assert!(e.is_validation());
 }
 
-// Real time: this test waits on raw socket reads only, and tokio's paused clock may
-// jump past a short read timeout while a loopback frame is still in flight.
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn websocket_protocol_heartbeat_and_no_replay() {
     let emu = emulator(Timing::default()).await;
     let chat = emu.create_chat("Cleo");
@@ -376,11 +374,7 @@ async fn connect_window_socket_limit_and_expiry() {
 async fn subscribe_failures_and_raw_frames_can_be_injected() {
     let emu = emulator(Timing::default()).await;
     let chat = emu.create_chat("Cleo");
-    emu.inject_fault(FaultSpec {
-        operation: "Subscribe".into(),
-        status: 500,
-        count: 1,
-    });
+    emu.inject_fault(FaultSpec::fail("Subscribe", 500, 1));
     let (url, _) = connection(&emu, &chat.participant_token).await;
     let mut ws = raw_socket(&url).await;
     assert_eq!(subscribe(&mut ws).await["content"]["status"], "failure");

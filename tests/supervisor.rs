@@ -136,11 +136,7 @@ async fn expired_connect_window_fetches_a_fresh_url() {
     let emu = emulator(Timing::default()).await;
     let chat = emu.create_chat("Cleo");
     // The first dial is refused as a stale URL would be.
-    emu.inject_fault(FaultSpec {
-        operation: "WebsocketUpgrade".into(),
-        status: 403,
-        count: 1,
-    });
+    emu.inject_fault(FaultSpec::fail("WebsocketUpgrade", 403, 1));
     let m = agent_says(&emu, &chat, "hi");
     let mut h = start(&emu, &chat, SupervisorConfig::default());
     recv_until(&mut h, m.id.as_deref().unwrap()).await;
@@ -154,11 +150,7 @@ async fn a_url_older_than_the_window_is_not_dialled() {
     let chat = emu.create_chat("Cleo");
     // GetTranscript (the --history none anchor, between create and dial) is slow to
     // succeed: by the time it does, the (shortened) window has passed.
-    emu.inject_fault(FaultSpec {
-        operation: "GetTranscript".into(),
-        status: 500,
-        count: 2,
-    });
+    emu.inject_fault(FaultSpec::fail("GetTranscript", 500, 2));
     let cfg = SupervisorConfig {
         history: History::None,
         connect_window: Duration::from_millis(150),
@@ -198,11 +190,7 @@ async fn chat_ended_during_reconnect_finishes_cleanly() {
     until_live(&mut h).await;
     let m = agent_says(&emu, &chat, "bye");
     // Throttle the reconnect so the chat ends while the client is away.
-    emu.inject_fault(FaultSpec {
-        operation: "CreateParticipantConnection".into(),
-        status: 429,
-        count: 4,
-    });
+    emu.inject_fault(FaultSpec::fail("CreateParticipantConnection", 429, 4));
     emu.drop_sockets(None);
     tokio::task::yield_now().await;
     let end = emu.end_chat(&chat.contact_id).unwrap();
@@ -220,11 +208,7 @@ async fn throttling_and_server_errors_are_retried() {
     let emu = emulator(Timing::default()).await;
     let chat = emu.create_chat("Cleo");
     for (op, status, count) in [("CreateParticipantConnection", 429, 5), ("GetTranscript", 500, 4)] {
-        emu.inject_fault(FaultSpec {
-            operation: op.into(),
-            status,
-            count,
-        });
+        emu.inject_fault(FaultSpec::fail(op, status, count));
     }
     let m = agent_says(&emu, &chat, "hi");
     let mut h = start(&emu, &chat, SupervisorConfig::default());

@@ -96,9 +96,9 @@ fn error_response(st: &EmuState, e: &ServiceError) -> Response {
     resp
 }
 
-/// Runs one API operation: count it, apply an injected fault, check the bearer header,
-/// parse the body, act.
-fn operation<Req, Resp>(
+/// Runs one API operation: count it, apply an injected fault (stalling outside the
+/// lock), check the bearer header, parse the body, act.
+async fn operation<Req, Resp>(
     shared: &Shared,
     name: &'static str,
     headers: &HeaderMap,
@@ -109,8 +109,12 @@ where
     Req: DeserializeOwned,
     Resp: Serialize,
 {
+    let (delay, fault) = shared.lock().begin_call(name);
+    if !delay.is_zero() {
+        tokio::time::sleep(delay).await;
+    }
     let mut st = shared.lock();
-    let result = st.begin_call(name).and_then(|()| {
+    let result = fault.and_then(|()| {
         let bearer = headers
             .get("x-amz-bearer")
             .and_then(|v| v.to_str().ok())
@@ -137,6 +141,7 @@ macro_rules! api_handler {
             operation(&shared, $op, &headers, &body, |st, bearer, req: $req| {
                 st.$method(bearer, req)
             })
+            .await
         }
     };
 }
@@ -204,6 +209,7 @@ async fn describe_view(
         b"{}",
         |st, bearer, _: serde_json::Value| st.describe_view(bearer, &view_token),
     )
+    .await
 }
 
 async fn upload_attachment(

@@ -51,6 +51,8 @@ impl Default for Timing {
 pub struct EmulatorConfig {
     pub listen: SocketAddr,
     pub timing: Timing,
+    /// How far the emulated service's clock is from this machine's (clock-skew tests).
+    pub clock_offset: time::Duration,
 }
 
 impl Default for EmulatorConfig {
@@ -58,13 +60,15 @@ impl Default for EmulatorConfig {
         EmulatorConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             timing: Timing::default(),
+            clock_offset: time::Duration::ZERO,
         }
     }
 }
 
-/// Make the next `count` calls of `operation` fail with `status` (429, 500, 403, …).
-/// Besides the eleven API operation names, `WebsocketUpgrade` fails dials of presigned
-/// URLs and `Subscribe` answers subscribes with a failure status.
+/// Make the next `count` calls of `operation` fail with `status` (429, 500, 403, …),
+/// after stalling `delay_ms`; a status below 400 only stalls (a slow answer or upgrade).
+/// Besides the eleven API operation names, `WebsocketUpgrade` fails or slows dials of
+/// presigned URLs and `Subscribe` answers subscribes with a failure status.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct FaultSpec {
@@ -72,6 +76,30 @@ pub struct FaultSpec {
     pub status: u16,
     #[serde(default = "one")]
     pub count: u32,
+    #[serde(default)]
+    pub delay_ms: u64,
+}
+
+impl FaultSpec {
+    /// The next `count` calls of `operation` fail with `status`.
+    pub fn fail(operation: &str, status: u16, count: u32) -> FaultSpec {
+        FaultSpec {
+            operation: operation.to_string(),
+            status,
+            count,
+            delay_ms: 0,
+        }
+    }
+
+    /// The next `count` calls of `operation` succeed after `delay`.
+    pub fn slow(operation: &str, delay: Duration, count: u32) -> FaultSpec {
+        FaultSpec {
+            operation: operation.to_string(),
+            status: 200,
+            count,
+            delay_ms: delay.as_millis() as u64,
+        }
+    }
 }
 
 fn one() -> u32 {
@@ -123,7 +151,11 @@ impl Emulator {
         let listener = tokio::net::TcpListener::bind(config.listen).await?;
         let addr = listener.local_addr()?;
         let shared = Arc::new(Shared {
-            state: Mutex::new(State::new(Clock::new(), config.timing, format!("http://{addr}"))),
+            state: Mutex::new(State::new(
+                Clock::new().shifted(config.clock_offset),
+                config.timing,
+                format!("http://{addr}"),
+            )),
         });
         let (stop, stopped) = watch::channel(false);
         let app = http::router(shared.clone(), stopped.clone());
@@ -132,6 +164,12 @@ impl Emulator {
             let shutdown = async move {
                 let _ = stopped_rx.wait_for(|s| *s).await;
             };
+            // No Nagle: small frames written back to back must not wait for a delayed
+            // ACK (40 ms on Linux), which a client would read as a stalling server.
+            use axum::serve::ListenerExt;
+            let listener = listener.tap_io(|tcp| {
+                let _ = tcp.set_nodelay(true);
+            });
             if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(shutdown).await {
                 tracing::error!(error = %e, "emulator server failed");
             }
@@ -262,6 +300,11 @@ impl Emulator {
     /// Sends a raw text frame (malformed JSON, unknown topics…) to subscribed sockets.
     pub fn send_raw_frame(&self, participant: Option<&str>, frame: &str) -> usize {
         self.shared.lock().send_raw(participant, frame)
+    }
+
+    /// Sends a binary frame to subscribed sockets.
+    pub fn send_binary_frame(&self, participant: Option<&str>, frame: &[u8]) -> usize {
+        self.shared.lock().send_binary(participant, frame)
     }
 
     pub fn timing(&self) -> Timing {

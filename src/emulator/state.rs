@@ -8,6 +8,7 @@ use crate::api::model::*;
 use crate::api::ErrorCode;
 use crate::clock::{format_timestamp, Clock};
 use std::collections::{HashMap, VecDeque};
+use std::time::Duration;
 use time::OffsetDateTime;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -17,6 +18,8 @@ use tokio::time::Instant;
 pub(crate) enum Outbound {
     /// Send this text frame.
     Text(String),
+    /// Send this binary frame.
+    Binary(Vec<u8>),
     /// Vanish: stop without a close frame.
     Drop,
     /// Go half-open: read and discard everything, send nothing.
@@ -105,6 +108,8 @@ pub struct Stats {
     pub max_open_sockets: HashMap<String, usize>,
     /// Successful websocket upgrades per participant.
     pub upgrades: HashMap<String, u64>,
+    /// Calls rejected because their ConnectionToken had expired.
+    pub expired_token_uses: u64,
 }
 
 pub(crate) struct State {
@@ -120,6 +125,8 @@ pub(crate) struct State {
     next_socket: u64,
     faults: HashMap<String, VecDeque<FaultSpec>>,
     stats: Stats,
+    /// Calls made with an expired ConnectionToken (counted from `&self` checks).
+    expired_token_uses: std::cell::Cell<u64>,
     idempotent: HashMap<(String, &'static str, String), serde_json::Value>,
     attachments: HashMap<String, Attachment>,
     auth_sessions: HashMap<String, String>,
@@ -152,6 +159,7 @@ impl State {
             next_socket: 1,
             faults: HashMap::new(),
             stats: Stats::default(),
+            expired_token_uses: std::cell::Cell::new(0),
             idempotent: HashMap::new(),
             attachments: HashMap::new(),
             auth_sessions: HashMap::new(),
@@ -371,6 +379,13 @@ impl State {
         )
     }
 
+    pub fn send_binary(&mut self, pid: Option<&str>, frame: &[u8]) -> usize {
+        self.close_sockets(
+            |s| s.subscribed && pid.is_none_or(|p| p == s.participant_id),
+            || Outbound::Binary(frame.to_vec()),
+        )
+    }
+
     pub fn add_fault(&mut self, fault: FaultSpec) {
         self.faults
             .entry(fault.operation.clone())
@@ -384,6 +399,7 @@ impl State {
 
     pub fn stats(&self) -> Stats {
         let mut stats = self.stats.clone();
+        stats.expired_token_uses = self.expired_token_uses.get();
         stats.open_sockets.clear();
         for s in self.sockets.values() {
             *stats.open_sockets.entry(s.participant_id.clone()).or_default() += 1;
@@ -393,19 +409,21 @@ impl State {
 
     // -------------------------------------------------------- request plumbing
 
-    /// Counts a call and returns the injected fault for it, if one is due.
-    pub fn begin_call(&mut self, operation: &str) -> Result<(), ServiceError> {
+    /// Counts a call and takes the injected fault due for it: how long to stall first,
+    /// and the error to answer with (none for a fault whose status is a success, which
+    /// only slows the call down).
+    pub fn begin_call(&mut self, operation: &str) -> (Duration, Result<(), ServiceError>) {
         *self.stats.calls.entry(operation.to_string()).or_default() += 1;
-        let Some(queue) = self.faults.get_mut(operation) else {
-            return Ok(());
+        let Some(front) = self.faults.get_mut(operation).and_then(|q| q.front_mut()) else {
+            return (Duration::ZERO, Ok(()));
         };
-        let Some(front) = queue.front_mut() else {
-            return Ok(());
-        };
-        let status = front.status;
+        let (status, delay) = (front.status, Duration::from_millis(front.delay_ms));
         front.count = front.count.saturating_sub(1);
         if front.count == 0 {
-            queue.pop_front();
+            self.faults.get_mut(operation).map(|q| q.pop_front());
+        }
+        if status < 400 {
+            return (delay, Ok(()));
         }
         let code = ErrorCode::from_status(status);
         let message = match status {
@@ -413,7 +431,7 @@ impl State {
             500 => "Internal server error (injected)".to_string(),
             _ => format!("Injected fault {status}"),
         };
-        Err(ServiceError::new(code, message))
+        (delay, Err(ServiceError::new(code, message)))
     }
 
     pub fn participant_for_token(&self, token: &str) -> Result<&Participant, ServiceError> {
@@ -434,6 +452,7 @@ impl State {
             .get(token)
             .ok_or_else(|| ServiceError::denied("Invalid connection token"))?;
         if Instant::now() >= info.expires {
+            self.expired_token_uses.set(self.expired_token_uses.get() + 1);
             return Err(ServiceError::denied("The connection token has expired"));
         }
         let p = &self.participants[&info.participant_id];
@@ -1031,15 +1050,13 @@ impl State {
 
     // ----------------------------------------------------------- the websocket
 
-    /// Checks a dial of a presigned URL; on success registers the socket and returns its
+    /// Checks a dial of a presigned URL (after the `WebsocketUpgrade` fault check, which
+    /// the caller makes so it can stall outside the lock); on success registers the socket and returns its
     /// id, the instant its connection expires, and the receiver of what it must send.
     pub fn open_socket(
         &mut self,
         url_token: &str,
     ) -> Result<(u64, Instant, mpsc::Receiver<Outbound>), (u16, &'static str)> {
-        if let Err(e) = self.begin_call("WebsocketUpgrade") {
-            return Err((e.code.status(), "Injected upgrade failure"));
-        }
         let pending = self.pending_urls.get(url_token).ok_or((403, "Forbidden"))?;
         let now = Instant::now();
         if now > pending.issued + self.timing.connect_window || now >= pending.expires {
@@ -1074,7 +1091,7 @@ impl State {
 
     /// Handles a subscribe on a socket; the answer is the ack frame to send.
     pub fn subscribe(&mut self, socket: u64, topics_ok: bool) -> String {
-        let failed = self.begin_call("Subscribe").is_err();
+        let failed = self.begin_call("Subscribe").1.is_err();
         let ok = topics_ok && !failed;
         if ok {
             if let Some(s) = self.sockets.get_mut(&socket) {

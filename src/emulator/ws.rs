@@ -31,7 +31,14 @@ pub(crate) async fn upgrade(
         return (StatusCode::BAD_REQUEST, "expected a websocket upgrade").into_response();
     };
     let url_token = query.get("X-Amz-Security-Token").cloned().unwrap_or_default();
-    let opened = shared.lock().open_socket(&url_token);
+    let (delay, fault) = shared.lock().begin_call("WebsocketUpgrade");
+    if !delay.is_zero() {
+        tokio::time::sleep(delay).await;
+    }
+    let opened = match fault {
+        Ok(()) => shared.lock().open_socket(&url_token),
+        Err(e) => Err((e.code.status(), "Injected upgrade failure")),
+    };
     let (id, expires, outbound) = match opened {
         Ok(v) => v,
         Err((status, message)) => {
@@ -96,7 +103,12 @@ async fn serve_socket<S>(
                 // Removed from the state (queue overflow): vanish.
                 None | Some(Outbound::Drop) => break,
                 Some(Outbound::Stall) => stalled = true,
-                Some(Outbound::Text(_)) if stalled => {}
+                Some(Outbound::Text(_) | Outbound::Binary(_)) if stalled => {}
+                Some(Outbound::Binary(b)) => {
+                    if ws.send(Message::binary(b)).await.is_err() {
+                        break;
+                    }
+                }
                 Some(Outbound::Text(t)) => {
                     tracing::trace!(socket = id, bytes = t.len(), "emulator: sending a frame");
                     if ws.send(Message::text(t)).await.is_err() {
