@@ -602,7 +602,8 @@ impl Supervisor {
     /// resumed from saved state counts as having been live if that token still reads
     /// the transcript.
     async fn on_denied(&mut self, e: ApiError) -> Result<SessionOutcome, SessionError> {
-        if !self.was_live && !(self.resumed && self.credentials.is_some()) {
+        let live_before = self.was_live || (self.resumed && self.credentials.is_some());
+        if !live_before {
             return Err(SessionError::TokenRejected(e));
         }
         info!(error = %e, "access denied after the chat was live: the chat has ended");
