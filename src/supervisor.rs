@@ -13,8 +13,9 @@
 //!   together, so every renewal also renews the ConnectionToken.
 //! * The presigned URL is dialled inside its connect window, or a new one is fetched.
 //! * Renewal is make-before-break: the new socket subscribes, then the old one is closed
-//!   and drained to its close handshake before the new one's Items are read, so the
-//!   switch neither loses nor reorders anything.
+//!   and drained to its close handshake, then a backfill from the cursor picks up what a
+//!   server dropped from the old socket's queue, all before the new one's Items are
+//!   read, so the switch neither loses nor reorders anything.
 //! * After every (re)subscribe, GetTranscript pages FORWARD from the last delivered
 //!   Item's Id until NextToken is empty, so Items published while no socket was
 //!   subscribed are delivered, in order, once.
@@ -387,6 +388,9 @@ impl SessionTask {
     }
 }
 
+/// Reads of an ended chat's transcript before giving up (with reconnect backoff between).
+const FINAL_BACKFILL_ATTEMPTS: u32 = 20;
+
 /// How many Items may wait between the supervisor and its consumer.
 pub const ITEM_CHANNEL: usize = 64;
 
@@ -607,18 +611,37 @@ impl Supervisor {
             return Err(SessionError::TokenRejected(e));
         }
         info!(error = %e, "access denied after the chat was live: the chat has ended");
-        if let Some(creds) = self.credentials.clone() {
+        let Some(creds) = self.credentials.clone() else {
+            return Ok(SessionOutcome::ChatEnded);
+        };
+        // The transcript holds what was missed (the end Item, say): a throttled or
+        // failing read is retried, since giving up here would lose the chat's last Items.
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
             match self.backfill(&creds.token).await {
-                Ok(_) => {}
+                Ok(_) => return Ok(SessionOutcome::ChatEnded),
+                Err(BackfillError::ConsumerGone) => return Ok(SessionOutcome::ConsumerGone),
+                Err(BackfillError::Api(e2)) if e2.is_retryable() && attempt < FINAL_BACKFILL_ATTEMPTS => {
+                    let delay = self.backoff.next().unwrap_or(self.cfg.reconnect_max);
+                    warn!(error = %e2, ?delay, "reading the ended chat's transcript failed; retrying");
+                    tokio::select! {
+                        _ = sleep(delay) => {}
+                        _ = shutdown_requested(&mut self.shutdown) => return Ok(SessionOutcome::Shutdown),
+                    }
+                }
                 Err(BackfillError::Api(e2)) if !self.was_live => {
                     debug!(error = %e2, "the saved ConnectionToken does not work either");
                     return Err(SessionError::TokenRejected(e));
                 }
-                Err(BackfillError::Api(e2)) => debug!(error = %e2, "final backfill failed"),
-                Err(BackfillError::ConsumerGone) => return Ok(SessionOutcome::ConsumerGone),
+                Err(BackfillError::Api(e2)) if e2.is_retryable() => return Err(SessionError::Fatal(e2)),
+                Err(BackfillError::Api(e2)) => {
+                    // The token cannot read the transcript any more: nothing left to fetch.
+                    warn!(error = %e2, "the ended chat's transcript cannot be read");
+                    return Ok(SessionOutcome::ChatEnded);
+                }
             }
         }
-        Ok(SessionOutcome::ChatEnded)
     }
 
     /// `--history none`: remembers the transcript's last Item as the starting point,
@@ -733,21 +756,23 @@ impl Supervisor {
                             SessionStats::bump(&self.stats.connections);
                             self.set_credentials(&fresh.creds);
                             let old = std::mem::replace(conn, fresh);
-                            match self.retire(old).await {
-                                Ok(true) => {}
-                                Ok(false) => {
-                                    // The old socket did not drain cleanly: fill any gap.
-                                    let token = conn.creds.token.clone();
-                                    match self.backfill(&token).await {
-                                        Ok(true) => return LiveExit::Ended,
-                                        Ok(false) => {}
-                                        Err(BackfillError::ConsumerGone) => return LiveExit::ConsumerGone,
-                                        Err(BackfillError::Api(e)) => {
-                                            return LiveExit::Lost(CloseReason::Error(format!("backfill after renewal failed: {e}")))
-                                        }
-                                    }
+                            if let Err(exit) = self.retire(old).await {
+                                return exit;
+                            }
+                            // A server may drop frames it had queued for the old socket
+                            // when it answers our close, and an Item published just before
+                            // the new socket subscribed went only to the old one: read the
+                            // transcript from the cursor before the new socket's Items.
+                            let token = conn.creds.token.clone();
+                            match self.backfill(&token).await {
+                                Ok(true) => return LiveExit::Ended,
+                                Ok(false) => {}
+                                Err(BackfillError::ConsumerGone) => return LiveExit::ConsumerGone,
+                                Err(BackfillError::Api(e)) => {
+                                    return LiveExit::Lost(CloseReason::Error(format!(
+                                        "backfill after renewal failed: {e}"
+                                    )))
                                 }
-                                Err(exit) => return exit,
                             }
                             SessionStats::bump(&self.stats.renewals);
                             renew_at = conn.renew_at;
@@ -771,25 +796,25 @@ impl Supervisor {
         }
     }
 
-    /// Closes a replaced socket and delivers what it still carried. Ok(true) when its
-    /// close handshake completed (nothing can be missing).
-    async fn retire(&mut self, mut old: Connection) -> Result<bool, LiveExit> {
+    /// Closes a replaced socket and delivers what it still carried, up to its close
+    /// handshake (or its end, if it does not close cleanly).
+    async fn retire(&mut self, mut old: Connection) -> Result<(), LiveExit> {
         old.socket.request_close();
-        loop {
-            match old.socket.recv().await {
-                Some(SocketEvent::Item(item)) => match self.delivery.offer(*item, Source::Live).await {
+        while let Some(event) = old.socket.recv().await {
+            match event {
+                SocketEvent::Item(item) => match self.delivery.offer(*item, Source::Live).await {
                     Ok(Offered::Ended) => return Err(LiveExit::Ended),
                     Ok(_) => {}
                     Err(ConsumerGone) => return Err(LiveExit::ConsumerGone),
                 },
-                Some(SocketEvent::Closed(CloseReason::Requested)) => return Ok(true),
-                Some(SocketEvent::Closed(reason)) => {
+                SocketEvent::Closed(CloseReason::Requested) => break,
+                SocketEvent::Closed(reason) => {
                     debug!(%reason, "replaced socket did not close cleanly");
-                    return Ok(false);
+                    break;
                 }
-                None => return Ok(false),
             }
         }
+        Ok(())
     }
 
     /// On shutdown: close the socket and wait (briefly) for the close handshake.

@@ -107,3 +107,23 @@ pub fn spawn_collector(mut items: tokio::sync::mpsc::Receiver<Item>) -> tokio::t
         got
     })
 }
+
+/// Asserts that two Id sequences are equal, reporting where they first part.
+pub fn assert_same_ids(got: &[String], expected: &[String], what: &str) {
+    if got == expected {
+        return;
+    }
+    let at = got
+        .iter()
+        .zip(expected)
+        .position(|(a, b)| a != b)
+        .unwrap_or(got.len().min(expected.len()));
+    let lo = at.saturating_sub(2);
+    panic!(
+        "{what}: sequences part at index {at} (got {} Ids, expected {}):\n  got      {:?}\n  expected {:?}",
+        got.len(),
+        expected.len(),
+        &got[lo..(at + 3).min(got.len())],
+        &expected[lo..(at + 3).min(expected.len())],
+    );
+}
