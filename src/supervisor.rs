@@ -830,3 +830,62 @@ impl Supervisor {
         let _ = tokio::time::timeout(self.cfg.socket.close_timeout + Duration::from_secs(1), wait).await;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::Endpoint;
+
+    fn created(now: OffsetDateTime, ws_ttl: i64, token_ttl: i64) -> Created {
+        Created {
+            url: PresignedUrl::new("ws://127.0.0.1:1/x"),
+            ws_expiry: now + time::Duration::seconds(ws_ttl),
+            creds: Credentials {
+                token: Secret::new("t"),
+                expiry: now + time::Duration::seconds(token_ttl),
+            },
+            received_at: Instant::now(),
+            server_now: now,
+        }
+    }
+
+    fn connector() -> Connector {
+        Connector {
+            api: ApiClient::builder(Endpoint::from_url("http://127.0.0.1:1").unwrap())
+                .build()
+                .unwrap(),
+            participant_token: Secret::new("p"),
+            cfg: Arc::new(SupervisorConfig::default()),
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn renewal_is_early_enough_and_jittered() {
+        let c = connector();
+        let now = OffsetDateTime::now_utc();
+        let mut delays = Vec::new();
+        for _ in 0..200 {
+            let cr = created(now, 3600, 86400);
+            delays.push((c.renew_at(&cr) - cr.received_at).as_secs_f64());
+        }
+        let (min, max) = delays
+            .iter()
+            .fold((f64::MAX, 0f64), |(a, b), d| (a.min(*d), b.max(*d)));
+        // One hour of ConnectionExpiry: the 55-minute cap, minus up to 30 s of jitter.
+        assert!(min >= 3300.0 - 30.0 && max <= 3300.0, "{min}..{max}");
+        assert!(
+            max - min > 15.0,
+            "renewals are spread, not in lockstep: {min}..{max}"
+        );
+        // A short expiry scales lead and jitter down but still renews before it.
+        for _ in 0..50 {
+            let cr = created(now, 15, 86400);
+            let d = (c.renew_at(&cr) - cr.received_at).as_secs_f64();
+            assert!((9.75..=11.25).contains(&d), "{d}");
+        }
+        // A token expiring before the socket wins.
+        let cr = created(now, 3600, 600);
+        let d = (c.renew_at(&cr) - cr.received_at).as_secs_f64();
+        assert!((600.0 - 60.0 - 30.0..=540.0).contains(&d), "{d}");
+    }
+}

@@ -1,0 +1,39 @@
+//! The demo (README command 1), run in-process on tokio's paused clock: the scripted
+//! conversation, a forced drop and short ConnectionExpiry renewals, nothing lost.
+
+use connect_chatd::demo;
+
+#[tokio::test(start_paused = true)]
+async fn the_demo_conversation_loses_nothing() {
+    let mut out = Vec::new();
+    let summary = demo::run(1.0, &mut out).await.expect("the demo runs");
+    let text = String::from_utf8(out).unwrap();
+    assert_eq!((summary.lost, summary.duplicates), (0, 0), "{text}");
+    assert!(
+        summary.reconnects >= 1,
+        "the forced drop was recovered: {summary:?}\n{text}"
+    );
+    assert!(
+        summary.refreshes >= 1,
+        "the short ConnectionExpiry was renewed: {summary:?}\n{text}"
+    );
+    for line in [
+        "Ana (AGENT) joined",
+        "Ana: Hi, I'm Ana. How can I help you today?",
+        "You: My parcel hasn't arrived.",
+        "Ana: I can see it left the depot this morning.",
+        "Ana: It should reach you before 6pm.",
+        "You: Great, thanks!",
+        "── the chat has ended",
+    ] {
+        assert!(text.contains(line), "missing {line:?} in:\n{text}");
+    }
+    let last = text.lines().last().unwrap();
+    assert_eq!(last, summary.to_string());
+    assert!(last.ends_with("lost 0, duplicates 0"));
+    // The messages sent during the drop come in order, after the one before it.
+    let before = text.find("Let me look it up").unwrap();
+    let gap1 = text.find("left the depot").unwrap();
+    let gap2 = text.find("before 6pm").unwrap();
+    assert!(before < gap1 && gap1 < gap2);
+}
