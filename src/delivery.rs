@@ -159,9 +159,10 @@ struct RecentIds {
 
 impl RecentIds {
     fn new(cap: usize) -> Self {
+        // Grows with use: an idle session should cost little.
         RecentIds {
-            set: HashSet::with_capacity(cap.min(1024)),
-            order: VecDeque::with_capacity(cap.min(1024)),
+            set: HashSet::new(),
+            order: VecDeque::new(),
             cap,
         }
     }

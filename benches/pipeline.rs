@@ -1,0 +1,218 @@
+//! Speed and memory of the client, each as a ratio against a baseline measured in the
+//! same run (so a slow or busy machine changes both sides alike):
+//!
+//! 1. frame decoding: `frame::decode` (typed outer frame with a borrowed `content`)
+//!    against parsing both layers into `serde_json::Value`;
+//! 2. end-to-end throughput: emulator → websocket → socket task → supervisor (dedup,
+//!    cursor) → Item channel, against a raw tokio-tungstenite reader that only counts
+//!    the same frames;
+//! 3. memory per idle subscribed session, against a raw tokio-tungstenite connection
+//!    with the default configuration.
+//!
+//! Run: `cargo bench --bench pipeline` (about half a minute).
+
+use connect_chatd::api::model::{ConnectionType, CreateParticipantConnectionRequest, ParticipantRole};
+use connect_chatd::api::{ApiClient, Endpoint};
+use connect_chatd::emulator::{CreatedChat, Emulator, EmulatorConfig};
+use connect_chatd::frame;
+use connect_chatd::supervisor::{SessionState, Supervisor, SupervisorConfig};
+use futures_util::{SinkExt, StreamExt};
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+use tokio_tungstenite::tungstenite::Message;
+
+fn rss_kib() -> u64 {
+    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
+    let pages: u64 = statm
+        .split_whitespace()
+        .nth(1)
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    pages * 4
+}
+
+fn sample_frame() -> String {
+    let item = serde_json::json!({
+        "AbsoluteTime": "2026-11-25T12:00:00.123Z", "Content": "Hello, how can I help you today? ".repeat(3),
+        "ContentType": "text/plain", "Id": "4d3c2b1a-0000-4000-8000-123456789abc", "Type": "MESSAGE",
+        "ParticipantId": "5e4d3c2b-0000-4000-8000-123456789abc", "DisplayName": "Ana",
+        "ParticipantRole": "AGENT", "ContactId": "6f5e4d3c-0000-4000-8000-123456789abc",
+        "InitialContactId": "6f5e4d3c-0000-4000-8000-123456789abc"
+    });
+    serde_json::json!({"topic": "aws/chat", "contentType": "application/json", "content": item.to_string()})
+        .to_string()
+}
+
+fn bench_decode() {
+    let text = sample_frame();
+    let n = 200_000;
+    let time = |f: &dyn Fn(&str)| {
+        let t = Instant::now();
+        for _ in 0..n {
+            f(black_box(&text));
+        }
+        t.elapsed().as_nanos() as f64 / n as f64
+    };
+    let baseline = time(&|t| {
+        let outer: serde_json::Value = serde_json::from_str(t).unwrap();
+        let inner: serde_json::Value = serde_json::from_str(outer["content"].as_str().unwrap()).unwrap();
+        black_box(inner);
+    });
+    let ours = time(&|t| {
+        black_box(frame::decode(t).unwrap());
+    });
+    println!(
+        "decode: frame::decode {ours:.0} ns/frame, two serde_json::Value parses {baseline:.0} ns/frame: {:.2}x the baseline's speed",
+        baseline / ours
+    );
+}
+
+async fn chat_with_url(emu: &Emulator) -> (CreatedChat, String) {
+    let chat = emu.create_chat("Bench");
+    let api = ApiClient::builder(Endpoint::from_url(&emu.endpoint()).unwrap())
+        .build()
+        .unwrap();
+    let resp = api
+        .create_participant_connection(
+            &chat.participant_token,
+            &CreateParticipantConnectionRequest {
+                connection_types: Some(vec![ConnectionType::Websocket]),
+                connect_participant: None,
+            },
+        )
+        .await
+        .unwrap();
+    (chat, resp.websocket.unwrap().url.expose().to_string())
+}
+
+async fn publish(emu: &Emulator, chat: &CreatedChat, n: usize) {
+    for i in 0..n {
+        emu.publish_message(
+            &chat.contact_id,
+            "Ana",
+            ParticipantRole::Agent,
+            "Hello, how can I help you today?",
+        )
+        .unwrap();
+        if i % 64 == 63 {
+            tokio::task::yield_now().await;
+        }
+    }
+}
+
+async fn bench_throughput() {
+    let n = 20_000;
+    let emu = Emulator::start(EmulatorConfig::default()).await.unwrap();
+
+    // Baseline: a raw websocket that subscribes and counts text frames.
+    let (chat, url) = chat_with_url(&emu).await;
+    let (mut ws, _) = tokio_tungstenite::connect_async(&url).await.unwrap();
+    ws.send(Message::text(frame::SUBSCRIBE)).await.unwrap();
+    ws.next().await.unwrap().unwrap();
+    let t = Instant::now();
+    let reader = tokio::spawn(async move {
+        let mut got = 0;
+        while got < n {
+            if let Some(Ok(Message::Text(_))) = ws.next().await {
+                got += 1;
+            }
+        }
+    });
+    publish(&emu, &chat, n).await;
+    reader.await.unwrap();
+    let raw = n as f64 / t.elapsed().as_secs_f64();
+
+    // Ours: a full session, history none so only the published Items count.
+    let chat = emu.create_chat("Bench");
+    let api = ApiClient::builder(Endpoint::from_url(&emu.endpoint()).unwrap())
+        .build()
+        .unwrap();
+    let cfg = SupervisorConfig {
+        history: connect_chatd::supervisor::History::None,
+        ..Default::default()
+    };
+    let mut h = Supervisor::spawn(api, chat.participant_token.clone(), cfg);
+    h.state.wait_for(|s| *s == SessionState::Live).await.unwrap();
+    let t = Instant::now();
+    let (mut items, session) = h.into_parts();
+    let reader = tokio::spawn(async move {
+        let mut got = 0;
+        while got < n {
+            items.recv().await.unwrap();
+            got += 1;
+        }
+    });
+    publish(&emu, &chat, n).await;
+    reader.await.unwrap();
+    let ours = n as f64 / t.elapsed().as_secs_f64();
+    let stats = session.stats.snapshot();
+    println!(
+        "throughput: session {ours:.0} Items/s, raw websocket {raw:.0} frames/s: {:.2}x the baseline (reconnects {}, from transcript {})",
+        ours / raw,
+        stats.reconnects,
+        stats.backfilled
+    );
+    session.shutdown();
+    let _ = session.join().await;
+    emu.shutdown().await;
+}
+
+async fn bench_memory() {
+    let k = 300;
+    let emu = Emulator::start(EmulatorConfig::default()).await.unwrap();
+    let mut urls = Vec::new();
+    for _ in 0..k {
+        urls.push(chat_with_url(&emu).await);
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let before = rss_kib();
+    let mut raw = Vec::new();
+    for (_, url) in &urls[..k / 2] {
+        let (mut ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+        ws.send(Message::text(frame::SUBSCRIBE)).await.unwrap();
+        ws.next().await.unwrap().unwrap();
+        raw.push(ws);
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mid = rss_kib();
+    // Sessions share one API client (it is a cheap handle: one connection pool, one
+    // TLS configuration).
+    let api = ApiClient::builder(Endpoint::from_url(&emu.endpoint()).unwrap())
+        .build()
+        .unwrap();
+    let mut ours = Vec::new();
+    for (chat, _) in &urls[k / 2..] {
+        let mut h = Supervisor::spawn(
+            api.clone(),
+            chat.participant_token.clone(),
+            SupervisorConfig::default(),
+        );
+        h.state.wait_for(|s| *s == SessionState::Live).await.unwrap();
+        ours.push(h);
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let after = rss_kib();
+    let per_raw = (mid - before) as f64 / (k / 2) as f64;
+    let per_ours = (after - mid) as f64 / (k / 2) as f64;
+    println!(
+        "memory: {per_ours:.1} KiB per idle subscribed session (client and emulator side), {per_raw:.1} KiB per default raw tokio-tungstenite connection: {:.2}x the baseline",
+        per_ours / per_raw
+    );
+    drop(raw);
+    drop(ours);
+    emu.shutdown().await;
+}
+
+fn main() {
+    // `cargo bench` passes --bench; `cargo test --benches` would run this too: keep it quick there.
+    if std::env::args().any(|a| a == "--list") {
+        return;
+    }
+    bench_decode();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(bench_throughput());
+    rt.block_on(bench_memory());
+}
