@@ -106,18 +106,20 @@ pub async fn run(pace: f64, out: &mut (dyn Write + Send)) -> Result<Summary, Dem
                 .await
                 .ok()
                 .and_then(|r| r.connection_credentials);
-            if let Some(c) = &creds {
-                let _ = api
-                    .send_message(
-                        &c.connection_token,
-                        &SendMessageRequest {
+            let customer = |text: &'static str| {
+                let (api, creds) = (&api, &creds);
+                async move {
+                    if let Some(c) = creds {
+                        let message = SendMessageRequest {
                             content_type: "text/plain".into(),
-                            content: "My parcel hasn't arrived.".into(),
+                            content: text.into(),
                             client_token: None,
-                        },
-                    )
-                    .await;
-            }
+                        };
+                        let _ = api.send_message(&c.connection_token, &message).await;
+                    }
+                }
+            };
+            customer("My parcel hasn't arrived.").await;
             wait(1.0).await;
             typing();
             wait(0.8).await;
@@ -128,18 +130,7 @@ pub async fn run(pace: f64, out: &mut (dyn Write + Send)) -> Result<Summary, Dem
             agent("I can see it left the depot this morning.");
             agent("It should reach you before 6pm.");
             wait(4.0).await;
-            if let Some(c) = &creds {
-                let _ = api
-                    .send_message(
-                        &c.connection_token,
-                        &SendMessageRequest {
-                            content_type: "text/plain".into(),
-                            content: "Great, thanks!".into(),
-                            client_token: None,
-                        },
-                    )
-                    .await;
-            }
+            customer("Great, thanks!").await;
             wait(4.0).await;
             agent("Anything else I can do for you?");
             wait(1.5).await;

@@ -10,54 +10,19 @@
 mod common;
 
 use common::*;
-use connect_chatd::api::model::{Item, ParticipantRole, CONTENT_TYPE_TYPING};
+use connect_chatd::api::model::ParticipantRole;
 use connect_chatd::emulator::{Emulator, FaultSpec, Timing};
-use connect_chatd::secret::Secret;
-use connect_chatd::sink::{Sink, SinkError};
 use connect_chatd::store::StateStore;
 use connect_chatd::supervisor::{SessionOutcome, SupervisorConfig};
-use connect_chatd::tail::{tail, TailError};
 use std::collections::HashSet;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::task::JoinHandle;
 use tokio::time::{sleep, Instant};
-
-#[derive(Clone, Default)]
-struct SharedOutput(Arc<Mutex<Vec<Item>>>);
-
-impl Sink for SharedOutput {
-    async fn deliver(&mut self, item: &Item) -> Result<(), SinkError> {
-        self.0.lock().unwrap().push(item.clone());
-        Ok(())
-    }
-}
 
 fn env_or(name: &str, default: u64) -> u64 {
     std::env::var(name)
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(default)
-}
-
-fn start_tail(
-    emu: &Emulator,
-    token: &Secret,
-    store: &StateStore,
-    out: &SharedOutput,
-) -> JoinHandle<Result<SessionOutcome, TailError>> {
-    let (api, token, store, mut out) = (client(emu), token.clone(), store.clone(), out.clone());
-    tokio::spawn(async move {
-        tail(
-            api,
-            token,
-            SupervisorConfig::default(),
-            &mut out,
-            Some(&store),
-            std::future::pending(),
-        )
-        .await
-    })
 }
 
 #[tokio::test(start_paused = true)]
@@ -75,7 +40,13 @@ async fn chaos_soak_loses_and_duplicates_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let store = StateStore::open(dir.path(), &chat.participant_token).unwrap();
     let out = SharedOutput::default();
-    let mut running = start_tail(&emu, &chat.participant_token, &store, &out);
+    let mut running = run_tail(
+        &emu,
+        &chat.participant_token,
+        &store,
+        &out,
+        SupervisorConfig::default(),
+    );
 
     let started = Instant::now();
     let end = started + Duration::from_secs(hours * 3600);
@@ -105,7 +76,13 @@ async fn chaos_soak_loses_and_duplicates_nothing() {
                 say(&emu);
             }
             sleep(Duration::from_secs(5)).await;
-            running = start_tail(&emu, &chat.participant_token, &store, &out);
+            running = run_tail(
+                &emu,
+                &chat.participant_token,
+                &store,
+                &out,
+                SupervisorConfig::default(),
+            );
             restarted = true;
             counts[7] += 1;
             continue;
@@ -157,13 +134,7 @@ async fn chaos_soak_loses_and_duplicates_nothing() {
                 counts[5] += 1;
             }
             81..=85 => {
-                emu.publish_event(
-                    &chat.contact_id,
-                    "Ana",
-                    ParticipantRole::Agent,
-                    CONTENT_TYPE_TYPING,
-                )
-                .unwrap();
+                agent_types(&emu, &chat);
                 counts[6] += 1;
             }
             _ => {} // a quiet spell
@@ -178,7 +149,7 @@ async fn chaos_soak_loses_and_duplicates_nothing() {
         .unwrap();
     assert_eq!(outcome, SessionOutcome::ChatEnded);
 
-    let delivered = out.0.lock().unwrap().clone();
+    let delivered = out.items();
     let transcript = emu.transcript(&chat.contact_id).unwrap();
     let stats = emu.stats();
     eprintln!(

@@ -68,29 +68,14 @@ async fn all_eleven_operations_work() {
     let api = client(&emu);
     let chat = emu.create_chat("Cleo");
     let (_, ct) = connection(&emu, &chat.participant_token).await;
-    let sent = api
-        .send_message(
-            &ct,
-            &SendMessageRequest {
-                content_type: "text/markdown".into(),
-                content: "**hi**".into(),
-                client_token: Some("tok-1".into()),
-            },
-        )
-        .await
-        .unwrap();
+    let message = SendMessageRequest {
+        content_type: "text/markdown".into(),
+        content: "**hi**".into(),
+        client_token: Some("tok-1".into()),
+    };
+    let sent = api.send_message(&ct, &message).await.unwrap();
     // The same ClientToken again: the same message, not a second one.
-    let again = api
-        .send_message(
-            &ct,
-            &SendMessageRequest {
-                content_type: "text/markdown".into(),
-                content: "**hi**".into(),
-                client_token: Some("tok-1".into()),
-            },
-        )
-        .await
-        .unwrap();
+    let again = api.send_message(&ct, &message).await.unwrap();
     assert_eq!(sent.id, again.id);
     api.send_event(
         &ct,
@@ -386,84 +371,62 @@ async fn subscribe_failures_and_raw_frames_can_be_injected() {
     }
 }
 
+/// One admin request: its status and JSON body.
+async fn admin(method: reqwest::Method, url: String, body: &str) -> (u16, serde_json::Value) {
+    let resp = reqwest::Client::new()
+        .request(method, url)
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap();
+    let status = resp.status().as_u16();
+    (status, resp.json().await.unwrap_or_default())
+}
+
 #[tokio::test]
 async fn admin_http_interface_scripts_a_chat() {
+    use reqwest::Method;
     let emu = emulator(Timing::default()).await;
-    let http = reqwest::Client::new();
     let base = emu.endpoint();
-    let chat: serde_json::Value = http
-        .post(format!("{base}/admin/chats"))
-        .body(r#"{"DisplayName":"Cleo"}"#)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let (_, chat) = admin(
+        Method::POST,
+        format!("{base}/admin/chats"),
+        r#"{"DisplayName":"Cleo"}"#,
+    )
+    .await;
     let contact = chat["ContactId"].as_str().unwrap();
     assert!(chat["ParticipantToken"].is_string());
-    let msg: serde_json::Value = http
-        .post(format!("{base}/admin/chats/{contact}/messages"))
-        .body(r#"{"Content":"hello","DisplayName":"Ana"}"#)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let (_, msg) = admin(
+        Method::POST,
+        format!("{base}/admin/chats/{contact}/messages"),
+        r#"{"Content":"hello","DisplayName":"Ana"}"#,
+    )
+    .await;
     assert_eq!(msg["ParticipantRole"], "AGENT");
-    let fault = http
-        .post(format!("{base}/admin/faults"))
-        .body(r#"{"Operation":"GetTranscript","Status":429,"Count":2}"#)
-        .send()
-        .await
-        .unwrap();
-    assert!(fault.status().is_success());
-    let bad = http
-        .post(format!("{base}/admin/faults"))
-        .body(r#"{"Status":429}"#)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(bad.status(), 400);
-    let timing: serde_json::Value = http
-        .post(format!("{base}/admin/timing"))
-        .body(r#"{"ConnectionExpirySeconds":15}"#)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let fault = r#"{"Operation":"GetTranscript","Status":429,"Count":2}"#;
+    assert_eq!(
+        admin(Method::POST, format!("{base}/admin/faults"), fault).await.0,
+        200
+    );
+    assert_eq!(
+        admin(Method::POST, format!("{base}/admin/faults"), r#"{"Status":429}"#)
+            .await
+            .0,
+        400
+    );
+    let timing = r#"{"ConnectionExpirySeconds":15}"#;
+    let (_, timing) = admin(Method::POST, format!("{base}/admin/timing"), timing).await;
     assert_eq!(timing["ConnectionExpirySeconds"], 15.0);
-    let end = http
-        .post(format!("{base}/admin/chats/{contact}/end"))
-        .send()
-        .await
-        .unwrap();
-    assert!(end.status().is_success());
-    let again = http
-        .post(format!("{base}/admin/chats/{contact}/end"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(again.status(), 409);
-    let transcript: serde_json::Value = http
-        .get(format!("{base}/admin/chats/{contact}/transcript"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let end = format!("{base}/admin/chats/{contact}/end");
+    assert_eq!(admin(Method::POST, end.clone(), "").await.0, 200);
+    assert_eq!(admin(Method::POST, end, "").await.0, 409, "a chat ends once");
+    let (_, transcript) = admin(
+        Method::GET,
+        format!("{base}/admin/chats/{contact}/transcript"),
+        "",
+    )
+    .await;
     assert_eq!(transcript["Transcript"].as_array().unwrap().len(), 4);
-    let stats: serde_json::Value = http
-        .get(format!("{base}/admin/stats"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let (_, stats) = admin(Method::GET, format!("{base}/admin/stats"), "").await;
     assert!(stats["Calls"].is_object());
 }

@@ -4,41 +4,10 @@
 mod common;
 
 use common::*;
-use connect_chatd::api::model::Item;
 use connect_chatd::emulator::{Emulator, EmulatorConfig, FaultSpec, Timing};
-use connect_chatd::sink::{Sink, SinkError};
 use connect_chatd::store::StateStore;
 use connect_chatd::supervisor::{SessionOutcome, SessionState, SupervisorConfig, ITEM_CHANNEL};
-use connect_chatd::tail::tail;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
-
-/// Output that outlives a killed `tail`, like a file stdout was appended to.
-#[derive(Clone, Default)]
-struct SharedOutput(Arc<Mutex<Vec<Item>>>);
-
-impl Sink for SharedOutput {
-    async fn deliver(&mut self, item: &Item) -> Result<(), SinkError> {
-        self.0.lock().unwrap().push(item.clone());
-        Ok(())
-    }
-}
-
-impl SharedOutput {
-    fn items(&self) -> Vec<Item> {
-        self.0.lock().unwrap().clone()
-    }
-
-    async fn wait_for(&self, id: &str) {
-        for _ in 0..10_000 {
-            if self.items().iter().any(|i| i.id.as_deref() == Some(id)) {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        panic!("{id} never arrived");
-    }
-}
 
 #[tokio::test(start_paused = true)]
 async fn malformed_frames_are_skipped_without_losing_the_socket() {
@@ -237,17 +206,6 @@ async fn clock_skew_does_not_delay_or_rush_renewals() {
             "offset {offset} min: {stats:?}"
         );
     }
-}
-
-fn run_tail(
-    emu: &Emulator,
-    token: &connect_chatd::secret::Secret,
-    store: &StateStore,
-    out: &SharedOutput,
-    cfg: SupervisorConfig,
-) -> tokio::task::JoinHandle<Result<SessionOutcome, connect_chatd::tail::TailError>> {
-    let (api, token, store, mut out) = (client(emu), token.clone(), store.clone(), out.clone());
-    tokio::spawn(async move { tail(api, token, cfg, &mut out, Some(&store), std::future::pending()).await })
 }
 
 #[tokio::test(start_paused = true)]

@@ -4,7 +4,7 @@
 mod common;
 
 use common::*;
-use connect_chatd::api::model::{ParticipantRole, CONTENT_TYPE_TYPING};
+use connect_chatd::api::model::CONTENT_TYPE_TYPING;
 use connect_chatd::emulator::{FaultSpec, Timing};
 use connect_chatd::supervisor::{History, SessionError, SessionOutcome, SupervisorConfig};
 use std::time::Duration;
@@ -18,13 +18,7 @@ async fn basic_chat_with_history_all() {
     let mut h = start(&emu, &chat, SupervisorConfig::default());
     let early = recv_until(&mut h, m2.id.as_deref().unwrap()).await;
     until_live(&mut h).await;
-    emu.publish_event(
-        &chat.contact_id,
-        "Ana",
-        ParticipantRole::Agent,
-        CONTENT_TYPE_TYPING,
-    )
-    .unwrap();
+    agent_types(&emu, &chat);
     let m3 = agent_says(&emu, &chat, "still there?");
     emu.end_chat(&chat.contact_id).unwrap();
     let rest = recv_all(&mut h).await;

@@ -5,7 +5,12 @@
 use connect_chatd::api::model::{Item, ParticipantRole};
 use connect_chatd::api::{ApiClient, Endpoint, RetryPolicy};
 use connect_chatd::emulator::{CreatedChat, Emulator, EmulatorConfig, Timing};
-use connect_chatd::supervisor::{SessionHandle, SessionState, Supervisor, SupervisorConfig};
+use connect_chatd::secret::Secret;
+use connect_chatd::sink::{Sink, SinkError};
+use connect_chatd::store::StateStore;
+use connect_chatd::supervisor::{SessionHandle, SessionOutcome, SessionState, Supervisor, SupervisorConfig};
+use connect_chatd::tail::{tail, TailError};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 pub async fn emulator(timing: Timing) -> Emulator {
@@ -28,6 +33,17 @@ pub fn client(emu: &Emulator) -> ApiClient {
 pub fn agent_says(emu: &Emulator, chat: &CreatedChat, text: &str) -> Item {
     emu.publish_message(&chat.contact_id, "Ana", ParticipantRole::Agent, text)
         .expect("publish")
+}
+
+/// The agent starts typing (an ephemeral event).
+pub fn agent_types(emu: &Emulator, chat: &CreatedChat) -> Item {
+    emu.publish_event(
+        &chat.contact_id,
+        "Ana",
+        ParticipantRole::Agent,
+        connect_chatd::api::model::CONTENT_TYPE_TYPING,
+    )
+    .expect("publish")
 }
 
 pub fn ids(items: &[Item]) -> Vec<String> {
@@ -126,4 +142,44 @@ pub fn assert_same_ids(got: &[String], expected: &[String], what: &str) {
         &got[lo..(at + 3).min(got.len())],
         &expected[lo..(at + 3).min(expected.len())],
     );
+}
+
+/// Output that outlives a killed `tail`, like a file stdout was appended to.
+#[derive(Clone, Default)]
+pub struct SharedOutput(Arc<Mutex<Vec<Item>>>);
+
+impl Sink for SharedOutput {
+    async fn deliver(&mut self, item: &Item) -> Result<(), SinkError> {
+        self.0.lock().unwrap().push(item.clone());
+        Ok(())
+    }
+}
+
+impl SharedOutput {
+    pub fn items(&self) -> Vec<Item> {
+        self.0.lock().unwrap().clone()
+    }
+
+    /// Waits (in paused time) until an Item with this Id has been written.
+    pub async fn wait_for(&self, id: &str) {
+        for _ in 0..10_000 {
+            if self.items().iter().any(|i| i.id.as_deref() == Some(id)) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("{id} never arrived");
+    }
+}
+
+/// Runs `tail` with a state directory in a task of its own (abort it to play SIGKILL).
+pub fn run_tail(
+    emu: &Emulator,
+    token: &Secret,
+    store: &StateStore,
+    out: &SharedOutput,
+    cfg: SupervisorConfig,
+) -> tokio::task::JoinHandle<Result<SessionOutcome, TailError>> {
+    let (api, token, store, mut out) = (client(emu), token.clone(), store.clone(), out.clone());
+    tokio::spawn(async move { tail(api, token, cfg, &mut out, Some(&store), std::future::pending()).await })
 }
