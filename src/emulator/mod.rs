@@ -8,6 +8,7 @@
 //! cannot hide behind the same bug in the other.
 
 mod http;
+mod operations;
 mod state;
 mod ws;
 
