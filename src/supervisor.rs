@@ -266,7 +266,8 @@ impl From<ConsumerGone> for BackfillError {
 
 /// How a failed step is handled.
 enum Verdict {
-    Retry,
+    /// Back off and try again (the failure, for the log).
+    Retry(ConnectFailure),
     Denied(ApiError),
     Fatal(ApiError),
 }
@@ -275,7 +276,7 @@ fn verdict(e: ConnectFailure) -> Verdict {
     match e {
         ConnectFailure::Api(e) if e.is_access_denied() => Verdict::Denied(e),
         ConnectFailure::Api(e) if !e.is_retryable() => Verdict::Fatal(e),
-        _ => Verdict::Retry,
+        other => Verdict::Retry(other),
     }
 }
 
@@ -521,7 +522,10 @@ impl Supervisor {
             let created = match created {
                 Ok(c) => c,
                 Err(e) => match verdict(e) {
-                    Verdict::Retry => continue,
+                    Verdict::Retry(why) => {
+                        warn!(error = %why, "no connection yet; backing off");
+                        continue;
+                    }
                     Verdict::Denied(e) => return self.on_denied(e).await,
                     Verdict::Fatal(e) => return Err(SessionError::Fatal(e)),
                 },
@@ -531,7 +535,10 @@ impl Supervisor {
             if self.cfg.history == History::None && !self.anchored && self.delivery.cursor().is_none() {
                 if let Err(e) = self.anchor(&created.creds.token).await {
                     match verdict(ConnectFailure::Api(e)) {
-                        Verdict::Retry => continue,
+                        Verdict::Retry(why) => {
+                            warn!(error = %why, "reading the transcript's end failed; backing off");
+                            continue;
+                        }
                         Verdict::Denied(e) => return self.on_denied(e).await,
                         Verdict::Fatal(e) => return Err(SessionError::Fatal(e)),
                     }
@@ -567,7 +574,10 @@ impl Supervisor {
                     continue;
                 }
                 Err(BackfillError::Api(e)) => match verdict(ConnectFailure::Api(e)) {
-                    Verdict::Retry => continue,
+                    Verdict::Retry(why) => {
+                        warn!(error = %why, "backfill failed; reconnecting");
+                        continue;
+                    }
                     Verdict::Denied(e) => return self.on_denied(e).await,
                     Verdict::Fatal(e) => return Err(SessionError::Fatal(e)),
                 },
@@ -782,7 +792,8 @@ impl Supervisor {
                         Err(e) => match verdict(e) {
                             Verdict::Denied(e) => return LiveExit::Denied(e),
                             Verdict::Fatal(e) => return LiveExit::Fatal(e),
-                            Verdict::Retry => {
+                            Verdict::Retry(why) => {
+                                debug!(error = %why, "renewal failed");
                                 renew_failures += 1;
                                 let delay = Duration::from_secs(2u64 << renew_failures.min(4));
                                 warn!(attempt = renew_failures, ?delay, "renewal failed; the current socket stays in use");
