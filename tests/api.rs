@@ -258,3 +258,38 @@ fn debug_output_of_requests_and_configs_hides_secrets() {
         assert!(!text.contains(secret), "{secret} leaked: {text}");
     }
 }
+
+async fn dated(State(date): State<String>) -> axum::response::Response {
+    let mut h = HeaderMap::new();
+    h.insert("date", date.parse().unwrap());
+    (StatusCode::OK, h, "{}").into_response()
+}
+
+/// The server's clock is learnt from `Date`; a nonsensical one is ignored, not a panic.
+#[tokio::test]
+async fn server_time_follows_plausible_date_headers_only() {
+    let now = time::OffsetDateTime::now_utc();
+    for (date, expected_offset_s) in [
+        (
+            connect_chatd::clock::format_http_date(now + time::Duration::hours(2)),
+            7200,
+        ),
+        ("Fri, 31 Dec 9999 23:59:59 GMT".to_string(), 0),
+        ("not a date".to_string(), 0),
+    ] {
+        let app = axum::Router::new()
+            .route("/participant/connection", post(dated))
+            .with_state(date.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        let api = ApiClient::builder(Endpoint::from_url(&format!("http://{addr}")).unwrap())
+            .build()
+            .unwrap();
+        api.create_participant_connection(&Secret::new("p"), &CreateParticipantConnectionRequest::default())
+            .await
+            .unwrap();
+        let offset = (api.server_now() - time::OffsetDateTime::now_utc()).whole_seconds();
+        assert!((offset - expected_offset_s).abs() <= 2, "{date}: offset {offset}");
+    }
+}

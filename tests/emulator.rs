@@ -414,6 +414,11 @@ async fn admin_http_interface_scripts_a_chat() {
             .0,
         400
     );
+    let huge = r#"{"ConnectionExpirySeconds":1e300}"#;
+    assert_eq!(
+        admin(Method::POST, format!("{base}/admin/timing"), huge).await.0,
+        400
+    );
     let timing = r#"{"ConnectionExpirySeconds":15}"#;
     let (_, timing) = admin(Method::POST, format!("{base}/admin/timing"), timing).await;
     assert_eq!(timing["ConnectionExpirySeconds"], 15.0);

@@ -21,6 +21,9 @@ use std::sync::Arc;
 use std::time::Duration;
 use time::OffsetDateTime;
 
+/// A server `Date` further than this from the local clock is ignored.
+const MAX_PLAUSIBLE_SKEW_MS: u128 = 24 * 3600 * 1000;
+
 pub const USER_AGENT: &str = concat!("connect-chatd/", env!("CARGO_PKG_VERSION"));
 
 /// The operations of the API model.
@@ -226,7 +229,9 @@ impl ApiClient {
     /// offset seen in the last response's `Date` header (1 s resolution).
     pub fn server_now(&self) -> OffsetDateTime {
         let offset = self.inner.server_offset_ms.load(Ordering::Relaxed);
-        self.inner.clock.now() + time::Duration::milliseconds(offset)
+        let now = self.inner.clock.now();
+        now.checked_add(time::Duration::milliseconds(offset))
+            .unwrap_or(now)
     }
 
     pub async fn create_participant_connection(
@@ -473,8 +478,14 @@ impl ApiClient {
             // The header has whole seconds: add half a second so the estimate is centred.
             let server = server + time::Duration::milliseconds(500);
             let offset = (server - self.inner.clock.now()).whole_milliseconds();
-            let offset = offset.clamp(i64::MIN as i128, i64::MAX as i128) as i64;
-            self.inner.server_offset_ms.store(offset, Ordering::Relaxed);
+            // More than a day apart is a broken header, not skew: keep the last estimate.
+            if offset.unsigned_abs() > MAX_PLAUSIBLE_SKEW_MS {
+                tracing::debug!(offset_ms = %offset, "ignoring an implausible Date header");
+                return;
+            }
+            self.inner
+                .server_offset_ms
+                .store(offset as i64, Ordering::Relaxed);
         }
     }
 }

@@ -493,9 +493,9 @@ async fn admin_timing(State((shared, _)): State<AppState>, body: Bytes) -> Respo
     let secs = |v: Option<f64>, name: &str, old: Duration| -> Result<Duration, EmulatorError> {
         match v {
             None => Ok(old),
-            Some(s) if s.is_finite() && s > 0.0 => Ok(Duration::from_secs_f64(s)),
+            Some(s) if s.is_finite() && s > 0.0 && s < 1e9 => Ok(Duration::from_secs_f64(s)),
             Some(s) => Err(EmulatorError::Invalid(format!(
-                "{name} {s} must be a positive number"
+                "{name} {s} must be a positive number of seconds below 1e9"
             ))),
         }
     };
