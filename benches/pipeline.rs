@@ -43,9 +43,18 @@ fn sample_frame() -> String {
         .to_string()
 }
 
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
+
+/// Rounds per measurement; baseline and ours alternate so that a change in machine load
+/// touches both, and the median is reported.
+const ROUNDS: usize = 5;
+
 fn bench_decode() {
     let text = sample_frame();
-    let n = 200_000;
+    let n = 100_000;
     let time = |f: &dyn Fn(&str)| {
         let t = Instant::now();
         for _ in 0..n {
@@ -53,14 +62,18 @@ fn bench_decode() {
         }
         t.elapsed().as_nanos() as f64 / n as f64
     };
-    let baseline = time(&|t| {
-        let outer: serde_json::Value = serde_json::from_str(t).unwrap();
-        let inner: serde_json::Value = serde_json::from_str(outer["content"].as_str().unwrap()).unwrap();
-        black_box(inner);
-    });
-    let ours = time(&|t| {
-        black_box(frame::decode(t).unwrap());
-    });
+    let (mut baseline, mut ours) = (Vec::new(), Vec::new());
+    for _ in 0..ROUNDS {
+        baseline.push(time(&|t| {
+            let outer: serde_json::Value = serde_json::from_str(t).unwrap();
+            let inner: serde_json::Value = serde_json::from_str(outer["content"].as_str().unwrap()).unwrap();
+            black_box(inner);
+        }));
+        ours.push(time(&|t| {
+            black_box(frame::decode(t).unwrap());
+        }));
+    }
+    let (baseline, ours) = (median(baseline), median(ours));
     println!(
         "decode: frame::decode {ours:.0} ns/frame, two serde_json::Value parses {baseline:.0} ns/frame: {:.2}x the baseline's speed",
         baseline / ours
@@ -100,12 +113,9 @@ async fn publish(emu: &Emulator, chat: &CreatedChat, n: usize) {
     }
 }
 
-async fn bench_throughput() {
-    let n = 20_000;
-    let emu = Emulator::start(EmulatorConfig::default()).await.unwrap();
-
-    // Baseline: a raw websocket that subscribes and counts text frames.
-    let (chat, url) = chat_with_url(&emu).await;
+/// Frames/s of a raw websocket that subscribes and only counts text frames.
+async fn raw_rate(emu: &Emulator, n: usize) -> f64 {
+    let (chat, url) = chat_with_url(emu).await;
     let (mut ws, _) = tokio_tungstenite::connect_async(&url).await.unwrap();
     ws.send(Message::text(frame::SUBSCRIBE)).await.unwrap();
     ws.next().await.unwrap().unwrap();
@@ -118,101 +128,136 @@ async fn bench_throughput() {
             }
         }
     });
-    publish(&emu, &chat, n).await;
+    publish(emu, &chat, n).await;
     reader.await.unwrap();
-    let raw = n as f64 / t.elapsed().as_secs_f64();
+    n as f64 / t.elapsed().as_secs_f64()
+}
 
-    // Ours: a full session, history none so only the published Items count.
+/// Items/s of a full session (history none, so only the published Items count).
+async fn session_rate(emu: &Emulator, api: &ApiClient, n: usize) -> f64 {
     let chat = emu.create_chat("Bench");
-    let api = ApiClient::builder(Endpoint::from_url(&emu.endpoint()).unwrap())
-        .build()
-        .unwrap();
     let cfg = SupervisorConfig {
         history: connect_chatd::supervisor::History::None,
         ..Default::default()
     };
-    let mut h = Supervisor::spawn(api, chat.participant_token.clone(), cfg);
+    let mut h = Supervisor::spawn(api.clone(), chat.participant_token.clone(), cfg);
     h.state.wait_for(|s| *s == SessionState::Live).await.unwrap();
     let t = Instant::now();
     let (mut items, session) = h.into_parts();
     let reader = tokio::spawn(async move {
-        let mut got = 0;
-        while got < n {
+        for _ in 0..n {
             items.recv().await.unwrap();
-            got += 1;
         }
     });
-    publish(&emu, &chat, n).await;
+    publish(emu, &chat, n).await;
     reader.await.unwrap();
-    let ours = n as f64 / t.elapsed().as_secs_f64();
+    let rate = n as f64 / t.elapsed().as_secs_f64();
     let stats = session.stats.snapshot();
-    println!(
-        "throughput: session {ours:.0} Items/s, raw websocket {raw:.0} frames/s: {:.2}x the baseline (reconnects {}, from transcript {})",
-        ours / raw,
-        stats.reconnects,
-        stats.backfilled
+    assert_eq!(
+        stats.reconnects, 0,
+        "the measurement must not include a reconnect"
     );
     session.shutdown();
     let _ = session.join().await;
-    emu.shutdown().await;
+    rate
 }
 
-async fn bench_memory() {
-    let k = 300;
+async fn bench_throughput() {
+    let n = 10_000;
     let emu = Emulator::start(EmulatorConfig::default()).await.unwrap();
-    let mut urls = Vec::new();
-    for _ in 0..k {
-        urls.push(chat_with_url(&emu).await);
-    }
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    let before = rss_kib();
-    let mut raw = Vec::new();
-    for (_, url) in &urls[..k / 2] {
-        let (mut ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
-        ws.send(Message::text(frame::SUBSCRIBE)).await.unwrap();
-        ws.next().await.unwrap().unwrap();
-        raw.push(ws);
-    }
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    let mid = rss_kib();
-    // Sessions share one API client (it is a cheap handle: one connection pool, one
-    // TLS configuration).
     let api = ApiClient::builder(Endpoint::from_url(&emu.endpoint()).unwrap())
         .build()
         .unwrap();
-    let mut ours = Vec::new();
-    for (chat, _) in &urls[k / 2..] {
-        let mut h = Supervisor::spawn(
-            api.clone(),
-            chat.participant_token.clone(),
-            SupervisorConfig::default(),
-        );
-        h.state.wait_for(|s| *s == SessionState::Live).await.unwrap();
-        ours.push(h);
+    let (mut raw, mut ours) = (Vec::new(), Vec::new());
+    for _ in 0..ROUNDS {
+        raw.push(raw_rate(&emu, n).await);
+        ours.push(session_rate(&emu, &api, n).await);
     }
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    let after = rss_kib();
-    let per_raw = (mid - before) as f64 / (k / 2) as f64;
-    let per_ours = (after - mid) as f64 / (k / 2) as f64;
+    let (raw, ours) = (median(raw), median(ours));
     println!(
-        "memory: {per_ours:.1} KiB per idle subscribed session (client and emulator side), {per_raw:.1} KiB per default raw tokio-tungstenite connection: {:.2}x the baseline",
-        per_ours / per_raw
+        "throughput: session {ours:.0} Items/s, raw websocket {raw:.0} frames/s: {:.2}x the baseline",
+        ours / raw
     );
-    drop(raw);
-    drop(ours);
     emu.shutdown().await;
 }
 
-fn main() {
-    // `cargo bench` passes --bench; `cargo test --benches` would run this too: keep it quick there.
-    if std::env::args().any(|a| a == "--list") {
-        return;
+/// One memory measurement, in a process of its own so that allocator state left by
+/// other measurements cannot blur it: KiB of RSS per connection of `kind`.
+async fn memory_child(kind: &str, k: usize) -> f64 {
+    let emu = Emulator::start(EmulatorConfig::default()).await.unwrap();
+    let mut chats = Vec::new();
+    for _ in 0..k {
+        chats.push(chat_with_url(&emu).await);
     }
-    bench_decode();
+    // Sessions share one API client (it is a cheap handle: one connection pool, one
+    // TLS configuration); warm it up before the first reading.
+    let api = ApiClient::builder(Endpoint::from_url(&emu.endpoint()).unwrap())
+        .build()
+        .unwrap();
+    let _ = api
+        .describe_view(&connect_chatd::secret::Secret::new("x"), "warm-up")
+        .await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let before = rss_kib();
+    let mut raw = Vec::new();
+    let mut ours = Vec::new();
+    for (chat, url) in &chats {
+        if kind == "raw" {
+            let (mut ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+            ws.send(Message::text(frame::SUBSCRIBE)).await.unwrap();
+            ws.next().await.unwrap().unwrap();
+            raw.push(ws);
+        } else {
+            let mut h = Supervisor::spawn(
+                api.clone(),
+                chat.participant_token.clone(),
+                SupervisorConfig::default(),
+            );
+            h.state.wait_for(|s| *s == SessionState::Live).await.unwrap();
+            ours.push(h);
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    (rss_kib() - before) as f64 / k as f64
+}
+
+fn bench_memory() {
+    let k = 500;
+    let exe = std::env::current_exe().unwrap();
+    let measure = |kind: &str| -> f64 {
+        let out = std::process::Command::new(&exe)
+            .args(["--memory-child", kind, &k.to_string()])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout)
+            .trim()
+            .parse()
+            .unwrap_or(f64::NAN)
+    };
+    let raw = measure("raw");
+    let ours = measure("session");
+    println!(
+        "memory: {ours:.1} KiB per idle subscribed session, {raw:.1} KiB per raw tokio-tungstenite connection with the default configuration (each with the emulator's side of it, {k} per process): {:.2}x the baseline",
+        ours / raw
+    );
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap();
+    if let Some(i) = args.iter().position(|a| a == "--memory-child") {
+        let k = args[i + 2].parse().unwrap();
+        println!("{}", rt.block_on(memory_child(&args[i + 1], k)));
+        return;
+    }
+    // `cargo test --benches` lists benchmarks: nothing to run then.
+    if args.iter().any(|a| a == "--list") {
+        return;
+    }
+    bench_decode();
     rt.block_on(bench_throughput());
-    rt.block_on(bench_memory());
+    bench_memory();
 }

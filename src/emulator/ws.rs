@@ -54,7 +54,13 @@ pub(crate) async fn upgrade(
     tokio::spawn(async move {
         match on_upgrade.await {
             Ok(upgraded) => {
-                let config = WebSocketConfig::default().max_message_size(Some(1 << 20));
+                // Small buffers: the default 128 KiB read buffer is resident per socket,
+                // and load tests hold thousands of sockets.
+                let config = WebSocketConfig::default()
+                    .read_buffer_size(4096)
+                    .write_buffer_size(0)
+                    .max_write_buffer_size(4 << 20)
+                    .max_message_size(Some(1 << 20));
                 let ws = WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(config))
                     .await;
                 serve_socket(&shared, id, expires, ws, outbound, stopped).await;
