@@ -4,7 +4,7 @@
 mod common;
 
 use common::*;
-use connect_chatd::emulator::{Emulator, EmulatorConfig, FaultSpec, Timing};
+use connect_chatd::emulator::{CreatedChat, Emulator, EmulatorConfig, FaultSpec, Timing};
 use connect_chatd::store::StateStore;
 use connect_chatd::supervisor::{SessionOutcome, SessionState, SupervisorConfig, ITEM_CHANNEL};
 use std::time::Duration;
@@ -208,6 +208,22 @@ async fn clock_skew_does_not_delay_or_rush_renewals() {
     }
 }
 
+/// Runs `tail` with the state directory until it has written one new message, then
+/// kills it the way SIGKILL would: no clean shutdown.
+async fn tail_until_killed(emu: &Emulator, chat: &CreatedChat, store: &StateStore, out: &SharedOutput) {
+    let first = run_tail(
+        emu,
+        &chat.participant_token,
+        store,
+        out,
+        SupervisorConfig::default(),
+    );
+    let m1 = agent_says(emu, chat, "one");
+    out.wait_for(m1.id.as_deref().unwrap()).await;
+    first.abort();
+    let _ = first.await;
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_killed_tail_resumes_from_its_state_dir_without_gap_or_duplicate() {
     let emu = emulator(Timing::default()).await;
@@ -215,17 +231,7 @@ async fn a_killed_tail_resumes_from_its_state_dir_without_gap_or_duplicate() {
     let dir = tempfile::tempdir().unwrap();
     let store = StateStore::open(dir.path().join("state"), &chat.participant_token).unwrap();
     let out = SharedOutput::default();
-    let first = run_tail(
-        &emu,
-        &chat.participant_token,
-        &store,
-        &out,
-        SupervisorConfig::default(),
-    );
-    let m1 = agent_says(&emu, &chat, "one");
-    out.wait_for(m1.id.as_deref().unwrap()).await;
-    first.abort(); // SIGKILL: no clean shutdown.
-    let _ = first.await;
+    tail_until_killed(&emu, &chat, &store, &out).await;
     for n in 0..5 {
         agent_says(&emu, &chat, &format!("while down {n}"));
     }
@@ -253,17 +259,7 @@ async fn a_chat_that_ended_while_down_is_finished_from_the_saved_token() {
     let dir = tempfile::tempdir().unwrap();
     let store = StateStore::open(dir.path(), &chat.participant_token).unwrap();
     let out = SharedOutput::default();
-    let first = run_tail(
-        &emu,
-        &chat.participant_token,
-        &store,
-        &out,
-        SupervisorConfig::default(),
-    );
-    let m1 = agent_says(&emu, &chat, "one");
-    out.wait_for(m1.id.as_deref().unwrap()).await;
-    first.abort();
-    let _ = first.await;
+    tail_until_killed(&emu, &chat, &store, &out).await;
     agent_says(&emu, &chat, "missed");
     emu.end_chat(&chat.contact_id).unwrap();
     // CreateParticipantConnection now says 403; the saved ConnectionToken still reads
