@@ -219,26 +219,22 @@ impl State {
     ) -> Result<SendMessageResponse, ServiceError> {
         let (pid, contact_id) = self.live_participant_for_connection(token)?;
         validate_content(&req.content_type, Some(&req.content), true)?;
-        if let Some(prev) = self.remembered(&pid, "SendMessage", &req.client_token) {
-            return Ok(serde_json::from_value(prev).expect("stored from a SendMessageResponse"));
-        }
-        let item = self.item_from(
-            &pid,
-            ChatItemType::Message,
-            &req.content_type,
-            Some(req.content.clone()),
-        );
-        let item = self
-            .publish(&contact_id, item)
-            .map_err(|_| ServiceError::denied("The chat has ended"))?;
-        let resp = SendMessageResponse {
-            id: item.id,
-            absolute_time: item.absolute_time,
-            message_metadata: None,
-        };
-        let value = serde_json::to_value(&resp).expect("serialises");
-        self.remember(&pid, "SendMessage", &req.client_token, &value);
-        Ok(resp)
+        self.once(&pid, "SendMessage", req.client_token.as_ref(), |st| {
+            let item = st.item_from(
+                &pid,
+                ChatItemType::Message,
+                &req.content_type,
+                Some(req.content.clone()),
+            );
+            let item = st
+                .publish(&contact_id, item)
+                .map_err(|_| ServiceError::denied("The chat has ended"))?;
+            Ok(SendMessageResponse {
+                id: item.id,
+                absolute_time: item.absolute_time,
+                message_metadata: None,
+            })
+        })
     }
 
     pub fn send_event(
@@ -248,58 +244,54 @@ impl State {
     ) -> Result<SendEventResponse, ServiceError> {
         let (pid, contact_id) = self.live_participant_for_connection(token)?;
         validate_content(&req.content_type, req.content.as_ref(), false)?;
-        if let Some(prev) = self.remembered(&pid, "SendEvent", &req.client_token) {
-            return Ok(serde_json::from_value(prev).expect("stored from a SendEventResponse"));
-        }
-        let ct = req.content_type.as_str();
-        let item = if ct == CONTENT_TYPE_READ || ct == CONTENT_TYPE_DELIVERED {
-            // Receipts travel as MESSAGEMETADATA Items, as the official clients expect.
-            let message_id = req
-                .content
-                .as_deref()
-                .and_then(|c| serde_json::from_str::<serde_json::Value>(c).ok())
-                .and_then(|v| v.get("messageId").and_then(|m| m.as_str()).map(str::to_string))
-                .ok_or_else(|| {
-                    ServiceError::validation("A receipt's Content must be {\"messageId\":\"…\"}")
-                })?;
-            let known = self.chats[&contact_id]
-                .items
-                .iter()
-                .any(|i| i.id.as_deref() == Some(message_id.as_str()));
-            if !known {
-                return Err(ServiceError::new(
-                    ErrorCode::Conflict,
-                    format!("Message {message_id} is not in this chat"),
-                ));
-            }
-            let now = format_timestamp(self.clock.now());
-            let receipt = Receipt {
-                recipient_participant_id: Some(pid.clone()),
-                read_timestamp: (ct == CONTENT_TYPE_READ).then(|| now.clone()),
-                delivered_timestamp: Some(now),
-                ..Default::default()
+        self.once(&pid, "SendEvent", req.client_token.as_ref(), |st| {
+            let ct = req.content_type.as_str();
+            let item = if ct == CONTENT_TYPE_READ || ct == CONTENT_TYPE_DELIVERED {
+                // Receipts travel as MESSAGEMETADATA Items, as the official clients expect.
+                let message_id = req
+                    .content
+                    .as_deref()
+                    .and_then(|c| serde_json::from_str::<serde_json::Value>(c).ok())
+                    .and_then(|v| v.get("messageId").and_then(|m| m.as_str()).map(str::to_string))
+                    .ok_or_else(|| {
+                        ServiceError::validation("A receipt's Content must be {\"messageId\":\"…\"}")
+                    })?;
+                let known = st.chats[&contact_id]
+                    .items
+                    .iter()
+                    .any(|i| i.id.as_deref() == Some(message_id.as_str()));
+                if !known {
+                    return Err(ServiceError::new(
+                        ErrorCode::Conflict,
+                        format!("Message {message_id} is not in this chat"),
+                    ));
+                }
+                let now = format_timestamp(st.clock.now());
+                let receipt = Receipt {
+                    recipient_participant_id: Some(pid.clone()),
+                    read_timestamp: (ct == CONTENT_TYPE_READ).then(|| now.clone()),
+                    delivered_timestamp: Some(now),
+                    ..Default::default()
+                };
+                let mut item = st.item_from(&pid, ChatItemType::Unknown("MESSAGEMETADATA".into()), ct, None);
+                item.content_type = None;
+                item.message_metadata = Some(MessageMetadata {
+                    message_id: Some(message_id),
+                    receipts: Some(vec![receipt]),
+                    ..Default::default()
+                });
+                item
+            } else {
+                st.event_from(&pid, ct, req.content.clone())
             };
-            let mut item = self.item_from(&pid, ChatItemType::Unknown("MESSAGEMETADATA".into()), ct, None);
-            item.content_type = None;
-            item.message_metadata = Some(MessageMetadata {
-                message_id: Some(message_id),
-                receipts: Some(vec![receipt]),
-                ..Default::default()
-            });
-            item
-        } else {
-            self.event_from(&pid, ct, req.content.clone())
-        };
-        let item = self
-            .publish(&contact_id, item)
-            .map_err(|_| ServiceError::denied("The chat has ended"))?;
-        let resp = SendEventResponse {
-            id: item.id,
-            absolute_time: item.absolute_time,
-        };
-        let value = serde_json::to_value(&resp).expect("serialises");
-        self.remember(&pid, "SendEvent", &req.client_token, &value);
-        Ok(resp)
+            let item = st
+                .publish(&contact_id, item)
+                .map_err(|_| ServiceError::denied("The chat has ended"))?;
+            Ok(SendEventResponse {
+                id: item.id,
+                absolute_time: item.absolute_time,
+            })
+        })
     }
 
     pub fn disconnect_participant(
@@ -343,59 +335,51 @@ impl State {
                 "AttachmentSizeInBytes must be at least 1",
             ));
         }
-        let token_key = Some(req.client_token.clone());
-        if let Some(prev) = self.remembered(&pid, "StartAttachmentUpload", &token_key) {
-            return Ok(serde_json::from_value(prev).expect("stored from a StartAttachmentUploadResponse"));
-        }
-        if req.attachment_size_in_bytes > 20 * 1024 * 1024 {
-            return Err(ServiceError::new(
-                ErrorCode::ServiceQuotaExceeded,
-                "Attachments are limited to 20 MB",
-            ));
-        }
-        let chat = self
-            .chats
-            .get_mut(&contact_id)
-            .expect("participant's chat exists");
-        if chat.attachments >= 5 {
-            return Err(ServiceError::new(
-                ErrorCode::ServiceQuotaExceeded,
-                "A chat takes at most 5 attachments",
-            ));
-        }
-        chat.attachments += 1;
-        let id = new_id();
-        self.attachments.insert(
-            id.clone(),
-            Attachment {
-                contact_id,
-                name: req.attachment_name.clone(),
-                content_type: req.content_type.clone(),
-                size: req.attachment_size_in_bytes,
-                uploaded: None,
-                completed_with: None,
-            },
-        );
-        let expiry = self.clock.now() + time::Duration::minutes(5);
-        let resp = StartAttachmentUploadResponse {
-            attachment_id: Some(id.clone()),
-            upload_metadata: Some(UploadMetadata {
-                url: Some(crate::secret::PresignedUrl::new(format!(
-                    "{}/attachments/{id}?X-Amz-Signature={}",
-                    self.base_url,
-                    uuid::Uuid::new_v4().simple()
-                ))),
-                url_expiry: Some(Timestamp(expiry)),
-                headers_to_include: Some(
-                    [("Content-Type".to_string(), req.content_type.clone())]
-                        .into_iter()
-                        .collect(),
-                ),
-            }),
-        };
-        let value = serde_json::to_value(&resp).expect("serialises");
-        self.remember(&pid, "StartAttachmentUpload", &token_key, &value);
-        Ok(resp)
+        self.once(&pid, "StartAttachmentUpload", Some(&req.client_token), |st| {
+            if req.attachment_size_in_bytes > 20 * 1024 * 1024 {
+                return Err(ServiceError::new(
+                    ErrorCode::ServiceQuotaExceeded,
+                    "Attachments are limited to 20 MB",
+                ));
+            }
+            let chat = st.chats.get_mut(&contact_id).expect("participant's chat exists");
+            if chat.attachments >= 5 {
+                return Err(ServiceError::new(
+                    ErrorCode::ServiceQuotaExceeded,
+                    "A chat takes at most 5 attachments",
+                ));
+            }
+            chat.attachments += 1;
+            let id = new_id();
+            st.attachments.insert(
+                id.clone(),
+                Attachment {
+                    contact_id,
+                    name: req.attachment_name.clone(),
+                    content_type: req.content_type.clone(),
+                    size: req.attachment_size_in_bytes,
+                    uploaded: None,
+                    completed_with: None,
+                },
+            );
+            let expiry = st.clock.now() + time::Duration::minutes(5);
+            Ok(StartAttachmentUploadResponse {
+                attachment_id: Some(id.clone()),
+                upload_metadata: Some(UploadMetadata {
+                    url: Some(crate::secret::PresignedUrl::new(format!(
+                        "{}/attachments/{id}?X-Amz-Signature={}",
+                        st.base_url,
+                        uuid::Uuid::new_v4().simple()
+                    ))),
+                    url_expiry: Some(Timestamp(expiry)),
+                    headers_to_include: Some(
+                        [("Content-Type".to_string(), req.content_type.clone())]
+                            .into_iter()
+                            .collect(),
+                    ),
+                }),
+            })
+        })
     }
 
     /// The upload itself (the presigned PUT).

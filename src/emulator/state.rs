@@ -477,27 +477,25 @@ impl State {
         Ok((p.id.clone(), p.contact_id.clone()))
     }
 
-    pub(super) fn remembered(
-        &self,
-        pid: &str,
-        op: &'static str,
-        token: &Option<String>,
-    ) -> Option<serde_json::Value> {
-        let t = token.as_ref()?;
-        self.idempotent.get(&(pid.to_string(), op, t.clone())).cloned()
-    }
-
-    pub(super) fn remember(
+    /// Runs `act` once per participant, operation and ClientToken: a retry with the same
+    /// token gets the first answer again instead of acting twice.
+    pub(super) fn once<T: serde::Serialize + serde::de::DeserializeOwned>(
         &mut self,
         pid: &str,
         op: &'static str,
-        token: &Option<String>,
-        value: &serde_json::Value,
-    ) {
-        if let Some(t) = token {
-            self.idempotent
-                .insert((pid.to_string(), op, t.clone()), value.clone());
+        client_token: Option<&String>,
+        act: impl FnOnce(&mut Self) -> Result<T, ServiceError>,
+    ) -> Result<T, ServiceError> {
+        let key = client_token.map(|t| (pid.to_string(), op, t.clone()));
+        if let Some(previous) = key.as_ref().and_then(|k| self.idempotent.get(k)) {
+            return Ok(serde_json::from_value(previous.clone()).expect("stored from the same type"));
         }
+        let answer = act(self)?;
+        if let Some(k) = key {
+            self.idempotent
+                .insert(k, serde_json::to_value(&answer).expect("answers serialise"));
+        }
+        Ok(answer)
     }
 
     // ----------------------------------------------------------- the websocket
