@@ -560,7 +560,16 @@ impl Supervisor {
             SessionStats::bump(&self.stats.connections);
 
             self.set_state(SessionState::Backfilling);
-            match self.backfill(&conn.creds.token).await {
+            // A long backfill (a big transcript, a throttled API) must not hold up a shutdown.
+            let mut stop = self.shutdown.clone();
+            let backfilled = tokio::select! {
+                r = self.backfill(&conn.creds.token) => r,
+                _ = shutdown_requested(&mut stop) => {
+                    self.close_quietly(conn).await;
+                    return Ok(SessionOutcome::Shutdown);
+                }
+            };
+            match backfilled {
                 Ok(true) => {
                     conn.socket.request_close();
                     return Ok(SessionOutcome::ChatEnded);

@@ -224,3 +224,38 @@ async fn half_open_socket_is_detected_and_replaced() {
     assert_eq!(persisted(&got).last(), lost.id.as_ref());
     assert_eq!(h.stats().reconnects, 1);
 }
+
+#[tokio::test(start_paused = true)]
+async fn shutdown_does_not_wait_for_a_slow_backfill() {
+    let emu = emulator(Timing::default()).await;
+    let chat = emu.create_chat("Cleo");
+    emu.inject_fault(FaultSpec::slow("GetTranscript", Duration::from_secs(600), 1));
+    let mut h = start(&emu, &chat, SupervisorConfig::default());
+    h.state
+        .wait_for(|s| *s == connect_chatd::supervisor::SessionState::Backfilling)
+        .await
+        .unwrap();
+    let asked = tokio::time::Instant::now();
+    h.shutdown();
+    assert_eq!(h.join().await.unwrap(), SessionOutcome::Shutdown);
+    assert!(
+        asked.elapsed() < Duration::from_secs(30),
+        "took {:?}",
+        asked.elapsed()
+    );
+    // The socket was closed, not left behind.
+    for _ in 0..100 {
+        if emu
+            .stats()
+            .open_sockets
+            .get(&chat.participant_id)
+            .copied()
+            .unwrap_or(0)
+            == 0
+        {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("the socket was left open");
+}
