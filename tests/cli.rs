@@ -38,7 +38,7 @@ fn tail_cmd(emu: &Emulator, token: &PathBuf) -> Command {
 /// Waits (real time, bounded) until the participant has a subscribed socket.
 async fn until_subscribed(emu: &Emulator, pid: &str) {
     for _ in 0..500 {
-        if emu.stats().open_sockets.get(pid).copied().unwrap_or(0) > 0 {
+        if open_sockets(emu, pid) > 0 {
             // The subscribe ack follows the upgrade by a round trip.
             tokio::time::sleep(Duration::from_millis(100)).await;
             return;
@@ -132,84 +132,31 @@ async fn configuration_errors_exit_78_naming_the_option() {
     let dir = tempfile::tempdir().unwrap();
     let tok = token_file(&dir, "pt-x");
     let empty = token_file(&dir, " ");
-    let cases: Vec<(Vec<String>, &str)> = vec![
+    let (ep, tok, empty) = (
+        emu.endpoint(),
+        tok.display().to_string(),
+        empty.display().to_string(),
+    );
+    let tf = "--participant-token-file";
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (vec!["tail", "--endpoint", &ep], tf),
+        (vec!["tail", "--endpoint", &ep, tf, "/nonexistent/t"], tf),
+        (vec!["tail", "--endpoint", &ep, tf, &empty], "empty"),
         (
-            vec!["tail".into(), "--endpoint".into(), emu.endpoint()],
-            "--participant-token-file",
-        ),
-        (
-            vec![
-                "tail".into(),
-                "--endpoint".into(),
-                emu.endpoint(),
-                "--participant-token-file".into(),
-                "/nonexistent/t".into(),
-            ],
-            "--participant-token-file",
-        ),
-        (
-            vec![
-                "tail".into(),
-                "--endpoint".into(),
-                emu.endpoint(),
-                "--participant-token-file".into(),
-                empty.display().to_string(),
-            ],
-            "empty",
-        ),
-        (
-            vec![
-                "tail".into(),
-                "--endpoint".into(),
-                "http://192.0.2.1".into(),
-                "--participant-token-file".into(),
-                tok.display().to_string(),
-            ],
+            vec!["tail", "--endpoint", "http://192.0.2.1", tf, &tok],
             "--endpoint",
         ),
+        (vec!["tail", "--region", "Mars 1", tf, &tok], "--region"),
         (
-            vec![
-                "tail".into(),
-                "--region".into(),
-                "Mars 1".into(),
-                "--participant-token-file".into(),
-                tok.display().to_string(),
-            ],
-            "--region",
-        ),
-        (
-            vec![
-                "tail".into(),
-                "--endpoint".into(),
-                emu.endpoint(),
-                "--participant-token-file".into(),
-                tok.display().to_string(),
-                "--history".into(),
-                "some".into(),
-            ],
+            vec!["tail", "--endpoint", &ep, tf, &tok, "--history", "some"],
             "--history",
         ),
         (
-            vec![
-                "tail".into(),
-                "--endpoint".into(),
-                emu.endpoint(),
-                "--participant-token-file".into(),
-                tok.display().to_string(),
-                "--heartbeat-interval".into(),
-                "0".into(),
-            ],
+            vec!["tail", "--endpoint", &ep, tf, &tok, "--heartbeat-interval", "0"],
             "--heartbeat-interval",
         ),
-        (
-            vec![
-                "tail".into(),
-                "--participant-token-file".into(),
-                tok.display().to_string(),
-            ],
-            "--region",
-        ),
-        (vec!["frobnicate".into()], "frobnicate"),
+        (vec!["tail", tf, &tok], "--region"),
+        (vec!["frobnicate"], "frobnicate"),
     ];
     for (args, needle) in cases {
         let out = Command::new(BIN)
@@ -309,18 +256,5 @@ async fn sigterm_closes_the_socket_and_exits_0() {
     let (code, stdout, stderr) = finish(child).await;
     assert_eq!(code, 0, "{stderr}");
     assert_eq!(stdout.lines().count(), 1, "the joined event, then nothing");
-    for _ in 0..100 {
-        if emu
-            .stats()
-            .open_sockets
-            .get(&chat.participant_id)
-            .copied()
-            .unwrap_or(0)
-            == 0
-        {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    panic!("the socket was left open");
+    assert_sockets_closed(&emu, &chat.participant_id, Duration::from_millis(20)).await;
 }

@@ -244,18 +244,5 @@ async fn shutdown_does_not_wait_for_a_slow_backfill() {
         asked.elapsed()
     );
     // The socket was closed, not left behind.
-    for _ in 0..100 {
-        if emu
-            .stats()
-            .open_sockets
-            .get(&chat.participant_id)
-            .copied()
-            .unwrap_or(0)
-            == 0
-        {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    panic!("the socket was left open");
+    assert_sockets_closed(&emu, &chat.participant_id, Duration::from_millis(10)).await;
 }

@@ -183,3 +183,19 @@ pub fn run_tail(
     let (api, token, store, mut out) = (client(emu), token.clone(), store.clone(), out.clone());
     tokio::spawn(async move { tail(api, token, cfg, &mut out, Some(&store), std::future::pending()).await })
 }
+
+/// Sockets the emulator holds open for a participant.
+pub fn open_sockets(emu: &Emulator, participant_id: &str) -> usize {
+    emu.stats().open_sockets.get(participant_id).copied().unwrap_or(0)
+}
+
+/// Polls (100 times, `step` apart) until the participant has no socket open.
+pub async fn assert_sockets_closed(emu: &Emulator, participant_id: &str, step: Duration) {
+    for _ in 0..100 {
+        if open_sockets(emu, participant_id) == 0 {
+            return;
+        }
+        tokio::time::sleep(step).await;
+    }
+    panic!("the socket was left open");
+}
