@@ -60,19 +60,6 @@ impl<W: AsyncWrite + Unpin + Send> Sink for JsonLines<W> {
     }
 }
 
-/// Collects Items in memory (tests, the demo).
-#[derive(Debug, Default)]
-pub struct Memory {
-    pub items: Vec<Item>,
-}
-
-impl Sink for Memory {
-    async fn deliver(&mut self, item: &Item) -> Result<(), SinkError> {
-        self.items.push(item.clone());
-        Ok(())
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -89,10 +89,6 @@ impl Operation {
             Operation::DescribeView => "/participant/views/",
         }
     }
-
-    pub fn from_name(name: &str) -> Option<Operation> {
-        Self::ALL.into_iter().find(|o| o.name() == name)
-    }
 }
 
 /// How one API call is retried: `max_attempts` in all, delays growing from `min_delay`
