@@ -162,6 +162,199 @@ async fn session_rate(emu: &Emulator, api: &ApiClient, n: usize) -> f64 {
     rate
 }
 
+/// What one burst into `connect-chatd tail` → pipe did.
+struct Burst {
+    rate: f64,
+    /// Websocket upgrades beyond the first: reconnects.
+    reconnects: u64,
+    duplicates: usize,
+    out_of_order: usize,
+    missing: usize,
+}
+
+/// Reads a child's stdout on a thread of its own, keeping every byte and counting lines;
+/// `wait_lines(n)` returns when `n` lines have arrived, or after `limit`.
+struct LineReader {
+    lines: std::sync::Arc<(std::sync::Mutex<(usize, Vec<u8>)>, std::sync::Condvar)>,
+    pause: std::sync::Arc<std::sync::Mutex<Option<(usize, Duration)>>>,
+}
+
+impl LineReader {
+    fn spawn(mut out: impl std::io::Read + Send + 'static) -> LineReader {
+        let lines = std::sync::Arc::new((
+            std::sync::Mutex::new((0usize, Vec::new())),
+            std::sync::Condvar::new(),
+        ));
+        let pause: std::sync::Arc<std::sync::Mutex<Option<(usize, Duration)>>> = Default::default();
+        let (l, p) = (lines.clone(), pause.clone());
+        std::thread::spawn(move || {
+            let mut buf = vec![0u8; 1 << 16];
+            loop {
+                let n = match out.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => n,
+                };
+                let count = {
+                    let (m, cv) = &*l;
+                    let mut g = m.lock().unwrap();
+                    g.0 += buf[..n].iter().filter(|b| **b == b'\n').count();
+                    g.1.extend_from_slice(&buf[..n]);
+                    cv.notify_all();
+                    g.0
+                };
+                let due = p.lock().unwrap().filter(|(at, _)| count >= *at);
+                if let Some((_, d)) = due {
+                    *p.lock().unwrap() = None;
+                    std::thread::sleep(d);
+                }
+            }
+        });
+        LineReader { lines, pause }
+    }
+
+    /// After `after` lines, stop reading for `pause` (a slow reader).
+    fn pause_after(&self, after: usize, pause: Duration) {
+        *self.pause.lock().unwrap() = Some((after, pause));
+    }
+
+    fn wait_lines(&self, n: usize, limit: Duration) -> bool {
+        let (m, cv) = &*self.lines;
+        let g = m.lock().unwrap();
+        let (g, timeout) = cv.wait_timeout_while(g, limit, |g| g.0 < n).unwrap();
+        drop(g);
+        !timeout.timed_out()
+    }
+
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.lines.0.lock().unwrap().1).into_owned()
+    }
+}
+
+/// Duplicates, Items out of transcript order and Items missing in `tail`'s output,
+/// against the emulator's transcript.
+fn check_output(out: &str, transcript: &[connect_chatd::api::model::Item]) -> (usize, usize, usize) {
+    let position: std::collections::HashMap<&str, usize> = transcript
+        .iter()
+        .enumerate()
+        .filter_map(|(i, item)| item.id.as_deref().map(|id| (id, i)))
+        .collect();
+    let mut seen = std::collections::HashSet::new();
+    let (mut duplicates, mut out_of_order, mut last) = (0, 0, None);
+    for line in out.lines() {
+        let item: connect_chatd::api::model::Item =
+            serde_json::from_str(line).expect("tail prints JSON lines");
+        let Some(id) = item.id else { continue };
+        if !seen.insert(id.clone()) {
+            duplicates += 1;
+            continue;
+        }
+        if let Some(&p) = position.get(id.as_str()) {
+            if last.is_some_and(|l| p < l) {
+                out_of_order += 1;
+            }
+            last = Some(p);
+        }
+    }
+    let missing = position.keys().filter(|id| !seen.contains(**id)).count();
+    (duplicates, out_of_order, missing)
+}
+
+/// `n` Items published as fast as the emulator can to a `connect-chatd tail --history
+/// none` process whose stdout is a pipe read by a thread here; the rate is measured from
+/// the first publish to the last line read. With `pause`, the reader stops for that long
+/// after half the burst.
+async fn tail_burst(emu: &Emulator, n: usize, pause: Option<Duration>) -> Burst {
+    let chat = emu.create_chat("Bench");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_connect-chatd"))
+        .args([
+            "tail",
+            "--endpoint",
+            &emu.endpoint(),
+            "--history",
+            "all",
+            "--log-level",
+            "warn",
+        ])
+        .env("CONNECT_PARTICIPANT_TOKEN", chat.participant_token.expose())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("the binary starts");
+    let reader = std::sync::Arc::new(LineReader::spawn(child.stdout.take().unwrap()));
+    // The emulator runs on this thread: wait for lines on another.
+    let wait_lines = |n: usize, limit: Duration| {
+        let r = reader.clone();
+        async move {
+            tokio::task::spawn_blocking(move || r.wait_lines(n, limit))
+                .await
+                .unwrap()
+        }
+    };
+    // Live once the first Item (the chat's start) is printed.
+    emu.publish_message(&chat.contact_id, "Ana", ParticipantRole::Agent, "warm-up")
+        .unwrap();
+    assert!(
+        wait_lines(1, Duration::from_secs(20)).await,
+        "tail printed nothing"
+    );
+    let before = emu.transcript(&chat.contact_id).unwrap().len();
+    if let Some(p) = pause {
+        reader.pause_after(before + n / 2, p);
+    }
+    let t = Instant::now();
+    publish(emu, &chat, n).await;
+    let wait = pause.unwrap_or_default() + Duration::from_secs(120);
+    let complete = wait_lines(before + n, wait).await;
+    let elapsed = t.elapsed();
+    let _ = child.kill();
+    let _ = child.wait();
+    let transcript = emu.transcript(&chat.contact_id).unwrap();
+    let (duplicates, out_of_order, missing) = check_output(&reader.text(), &transcript);
+    assert!(
+        complete || missing > 0,
+        "incomplete output must show as missing Items"
+    );
+    let upgrades = emu
+        .stats()
+        .upgrades
+        .get(&chat.participant_id)
+        .copied()
+        .unwrap_or(0);
+    Burst {
+        rate: n as f64 / elapsed.as_secs_f64(),
+        reconnects: upgrades.saturating_sub(1),
+        duplicates,
+        out_of_order,
+        missing,
+    }
+}
+
+async fn bench_burst() {
+    let n = 100_000;
+    let emu = Emulator::start(EmulatorConfig {
+        timing: connect_chatd::emulator::Timing {
+            // The server holds a burst for its reader (TCP flow control) rather than
+            // dropping the socket.
+            socket_queue: 2 * n,
+            ..Default::default()
+        },
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let mut ours = Vec::new();
+    for _ in 0..ROUNDS {
+        let b = tail_burst(&emu, n, None).await;
+        println!(
+            "burst round: tail {:.0} Items/s, reconnects {}, duplicates {}, out of order {}, missing {}",
+            b.rate, b.reconnects, b.duplicates, b.out_of_order, b.missing
+        );
+        ours.push(b.rate);
+    }
+    println!("burst: tail → pipe {:.0} Items/s (median)", median(ours));
+    emu.shutdown().await;
+}
+
 async fn bench_throughput() {
     let n = 10_000;
     let emu = Emulator::start(EmulatorConfig::default()).await.unwrap();
@@ -255,6 +448,10 @@ fn main() {
     }
     // `cargo test --benches` lists benchmarks: nothing to run then.
     if args.iter().any(|a| a == "--list") {
+        return;
+    }
+    if args.iter().any(|a| a == "burst") {
+        rt.block_on(bench_burst());
         return;
     }
     bench_decode();

@@ -1,8 +1,20 @@
 //! Exactly-once, in-order delivery: Items from live sockets and from transcript
-//! backfills meet here, duplicates are dropped by `Id` (a bounded memory of recent Ids),
-//! the transcript cursor (the last persisted Item delivered) advances, and Items go to
-//! the consumer through a bounded channel, so a slow consumer slows the session down
-//! instead of growing memory.
+//! backfills meet here, and go to the consumer through a bounded channel, so a slow
+//! consumer slows the session down instead of growing memory.
+//!
+//! **The invariant: the cursor only moves forward in transcript order.** The
+//! transcript is ordered by `AbsoluteTime`, so:
+//!
+//! * an Item older than the cursor (by `AbsoluteTime`) has been delivered, or its place
+//!   has passed: it is dropped as a duplicate, whatever the Id memory has forgotten;
+//! * an Item at the cursor's very time is told apart by the memory of recent Ids
+//!   (several Items may share a millisecond);
+//! * an Item without an `AbsoluteTime` can only be checked against the Id memory.
+//!
+//! The Id memory is bounded ([`RECENT_IDS`]), and correctness does not depend on its
+//! size: it only has to cover Items that share one millisecond. The cursor (the last
+//! persisted Item delivered) is where a backfill starts; its time is the newest time
+//! delivered, so it never moves back.
 
 use crate::api::model::Item;
 use std::collections::{HashSet, VecDeque};
@@ -10,8 +22,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use tokio::sync::mpsc;
 
-/// How many recent Ids are remembered for de-duplication. A backfill starts at the
-/// cursor, so duplicates come from the last few hundred Items at most.
+/// How many recent Ids are remembered for de-duplication of Items that share the
+/// cursor's time (older ones are dropped by time, however many there are).
 pub const RECENT_IDS: usize = 4096;
 
 /// The position of the last persisted Item delivered: where a backfill starts.
@@ -85,15 +97,23 @@ pub struct Delivery {
     out: mpsc::Sender<Item>,
     recent: RecentIds,
     cursor: Option<Cursor>,
+    /// The newest `AbsoluteTime` delivered: nothing older is delivered again.
+    newest: Option<TimeKey>,
     stats: Arc<SessionStats>,
 }
 
 impl Delivery {
     pub fn new(out: mpsc::Sender<Item>, stats: Arc<SessionStats>) -> Self {
+        Self::with_memory(out, stats, RECENT_IDS)
+    }
+
+    /// A delivery whose Id memory holds `recent_ids` Ids.
+    pub fn with_memory(out: mpsc::Sender<Item>, stats: Arc<SessionStats>, recent_ids: usize) -> Self {
         Delivery {
             out,
-            recent: RecentIds::new(RECENT_IDS),
+            recent: RecentIds::new(recent_ids.max(1)),
             cursor: None,
+            newest: None,
             stats,
         }
     }
@@ -105,6 +125,7 @@ impl Delivery {
     /// Starts after `cursor` (a resumed session): Items up to it count as delivered.
     pub fn resume_from(&mut self, cursor: Cursor) {
         self.recent.insert(cursor.id.clone());
+        self.note_time(cursor.absolute_time.as_deref());
         self.cursor = Some(cursor);
     }
 
@@ -113,22 +134,39 @@ impl Delivery {
         if let Some(id) = &item.id {
             self.recent.insert(id.clone());
         }
+        self.note_time(item.absolute_time.as_deref());
         self.advance(item);
     }
 
-    /// Delivers `item` unless its Id was seen; waits while the consumer is busy.
+    /// True if `item` was delivered already, or belongs before what was.
+    fn is_duplicate(&self, item: &Item) -> bool {
+        if item.id.as_deref().is_some_and(|id| self.recent.contains(id)) {
+            return true;
+        }
+        match (
+            self.newest,
+            item.absolute_time.as_deref().and_then(TimeKey::parse),
+        ) {
+            (Some(newest), Some(at)) => at < newest,
+            _ => false,
+        }
+    }
+
+    /// Delivers `item` unless it was delivered already (see the module's invariant);
+    /// waits while the consumer is busy.
     pub async fn offer(&mut self, item: Item, source: Source) -> Result<Offered, ConsumerGone> {
+        if self.is_duplicate(&item) {
+            SessionStats::bump(&self.stats.duplicates);
+            tracing::trace!(id = ?item.id, "dropping an Item already delivered");
+            return Ok(Offered::Duplicate);
+        }
         match &item.id {
-            Some(id) if self.recent.contains(id) => {
-                SessionStats::bump(&self.stats.duplicates);
-                tracing::trace!(id = %id, "dropping a duplicate Item");
-                return Ok(Offered::Duplicate);
-            }
             Some(id) => self.recent.insert(id.clone()),
             None => {
                 tracing::debug!("delivering an Item without an Id (it cannot be de-duplicated)")
             }
         }
+        self.note_time(item.absolute_time.as_deref());
         self.advance(&item);
         let ended = item.is_chat_ended();
         self.out.send(item).await.map_err(|_| ConsumerGone)?;
@@ -139,6 +177,12 @@ impl Delivery {
         Ok(if ended { Offered::Ended } else { Offered::Delivered })
     }
 
+    fn note_time(&mut self, at: Option<&str>) {
+        if let Some(at) = at.and_then(TimeKey::parse) {
+            self.newest = Some(self.newest.map_or(at, |n| n.max(at)));
+        }
+    }
+
     /// Moves the cursor to `item` if it is one the transcript keeps.
     fn advance(&mut self, item: &Item) {
         if let (Some(id), false) = (&item.id, item.is_ephemeral()) {
@@ -147,6 +191,61 @@ impl Delivery {
                 absolute_time: item.absolute_time.clone(),
             });
         }
+    }
+}
+
+/// An `AbsoluteTime` as nanoseconds since the epoch, for ordering. The service writes
+/// `2026-11-25T12:00:00.123Z`; that form is read by hand (it is on every Item's path),
+/// anything else RFC 3339 allows through the `time` crate. Unparsable times are `None`
+/// and leave ordering to the Id memory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct TimeKey(i128);
+
+impl TimeKey {
+    pub fn parse(s: &str) -> Option<TimeKey> {
+        Self::parse_utc(s.as_bytes()).or_else(|| {
+            time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
+                .ok()
+                .map(|t| TimeKey(t.unix_timestamp_nanos()))
+        })
+    }
+
+    /// `YYYY-MM-DDTHH:MM:SS[.fraction]Z`.
+    fn parse_utc(b: &[u8]) -> Option<TimeKey> {
+        if b.len() < 20 || b[b.len() - 1] != b'Z' || b[4] != b'-' || b[7] != b'-' || b[10] != b'T' {
+            return None;
+        }
+        if b[13] != b':' || b[16] != b':' {
+            return None;
+        }
+        let num = |r: std::ops::Range<usize>| -> Option<i64> {
+            b[r].iter().try_fold(0i64, |acc, d| {
+                d.is_ascii_digit().then(|| acc * 10 + i64::from(d - b'0'))
+            })
+        };
+        let (y, mo, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
+        let (h, mi, sec) = (num(11..13)?, num(14..16)?, num(17..19)?);
+        if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || sec > 60 {
+            return None;
+        }
+        let frac = &b[19..b.len() - 1];
+        let nanos = match frac {
+            [] => 0,
+            [b'.', digits @ ..] if (1..=9).contains(&digits.len()) => {
+                let v = num(20..20 + digits.len())?;
+                v * 10i64.pow(9 - digits.len() as u32)
+            }
+            _ => return None,
+        };
+        // Days from the civil date (Howard Hinnant's algorithm).
+        let (y, m) = if mo <= 2 { (y - 1, mo + 9) } else { (y, mo - 3) };
+        let era = y.div_euclid(400);
+        let yoe = y - era * 400;
+        let doy = (153 * m + 2) / 5 + d - 1;
+        let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+        let days = era * 146_097 + doe - 719_468;
+        let secs = days * 86_400 + h * 3600 + mi * 60 + sec;
+        Some(TimeKey(i128::from(secs) * 1_000_000_000 + i128::from(nanos)))
     }
 }
 
@@ -234,6 +333,105 @@ mod tests {
             d.offer(item("z", ChatItemType::Message), Source::Live).await,
             Err(ConsumerGone)
         );
+    }
+
+    fn timed(id: &str, ms: u32) -> Item {
+        Item {
+            id: Some(id.into()),
+            item_type: Some(ChatItemType::Message),
+            absolute_time: Some(format!(
+                "2026-11-25T12:{:02}:{:02}.{:03}Z",
+                ms / 60_000,
+                ms / 1000 % 60,
+                ms % 1000
+            )),
+            ..Default::default()
+        }
+    }
+
+    /// The failure of issue 9: a backfill far longer than the Id memory, then the Items
+    /// a socket had queued meanwhile (all older than the cursor by then) offered again.
+    #[tokio::test]
+    async fn the_cursor_never_moves_back_even_when_the_id_memory_has_forgotten() {
+        let (tx, mut rx) = mpsc::channel(100_000);
+        let stats = Arc::new(SessionStats::default());
+        let mut d = Delivery::with_memory(tx, stats.clone(), 8);
+        // Live Items 0..100, then a backfill of 0..5000 (overlapping), then the socket's
+        // queue 50..300 again, then a later backfill from 4990 on.
+        let live: Vec<_> = (0..100).map(|i| timed(&format!("i{i}"), i * 3)).collect();
+        let backfill: Vec<_> = (0..5000).map(|i| timed(&format!("i{i}"), i * 3)).collect();
+        let queued: Vec<_> = (50..300).map(|i| timed(&format!("i{i}"), i * 3)).collect();
+        let later: Vec<_> = (4990..5100).map(|i| timed(&format!("i{i}"), i * 3)).collect();
+        let mut times = Vec::new();
+        for (batch, source) in [
+            (live, Source::Live),
+            (backfill, Source::Transcript),
+            (queued, Source::Live),
+            (later, Source::Transcript),
+        ] {
+            for item in batch {
+                d.offer(item, source).await.unwrap();
+                let at = d.cursor().and_then(|c| c.absolute_time.clone()).unwrap();
+                times.push(TimeKey::parse(&at).unwrap());
+            }
+        }
+        assert!(times.windows(2).all(|w| w[0] <= w[1]), "the cursor moved back");
+        let got: Vec<String> = std::iter::from_fn(|| rx.try_recv().ok())
+            .map(|i| i.id.unwrap())
+            .collect();
+        let want: Vec<String> = (0..5100).map(|i| format!("i{i}")).collect();
+        assert_eq!(got, want, "each Item once, in order");
+        assert_eq!(stats.snapshot().duplicates, 100 + 250 + 10);
+        assert_eq!(d.cursor().unwrap().id, "i5099");
+    }
+
+    #[tokio::test]
+    async fn items_sharing_the_cursors_millisecond_are_told_apart_by_id() {
+        let (tx, mut rx) = mpsc::channel(10);
+        let mut d = Delivery::with_memory(tx, Arc::new(SessionStats::default()), 4);
+        for id in ["a", "b", "a", "c", "b"] {
+            d.offer(timed(id, 7), Source::Live).await.unwrap();
+        }
+        // No time at all: only the Id memory decides.
+        let mut untimed = timed("u", 0);
+        untimed.absolute_time = None;
+        d.offer(untimed.clone(), Source::Live).await.unwrap();
+        d.offer(untimed, Source::Live).await.unwrap();
+        let got: Vec<String> = std::iter::from_fn(|| rx.try_recv().ok())
+            .map(|i| i.id.unwrap())
+            .collect();
+        assert_eq!(got, ["a", "b", "c", "u"]);
+    }
+
+    #[test]
+    fn time_keys_order_like_the_timestamps_they_read() {
+        use time::format_description::well_known::Rfc3339;
+        for s in [
+            "2026-11-25T12:00:00.123Z",
+            "2026-11-25T12:00:00Z",
+            "1999-02-28T23:59:59.999999999Z",
+            "2000-02-29T00:00:00.5Z",
+            "2026-01-01T00:00:00.001+00:00",
+            "2026-11-25T13:00:00.123+01:00",
+        ] {
+            let want = time::OffsetDateTime::parse(s, &Rfc3339)
+                .unwrap()
+                .unix_timestamp_nanos();
+            assert_eq!(TimeKey::parse(s), Some(TimeKey(want)), "{s}");
+        }
+        assert_eq!(
+            TimeKey::parse("2026-11-25T12:00:00.123Z"),
+            TimeKey::parse("2026-11-25T13:00:00.123+01:00")
+        );
+        for bad in [
+            "",
+            "yesterday",
+            "2026-13-01T00:00:00Z",
+            "2026-11-25T12:00:00.Z",
+            "2026-11-25T12:00:00",
+        ] {
+            assert_eq!(TimeKey::parse(bad), None, "{bad}");
+        }
     }
 
     #[test]

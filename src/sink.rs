@@ -14,27 +14,53 @@ pub enum SinkError {
     Io(#[from] io::Error),
 }
 
-/// Receives Items in order, one at a time; returns once the Item is written out.
+/// Receives Items in order. `push` may hold an Item in a buffer; `flush` writes out
+/// everything held. The caller pushes everything that is ready, then flushes, so a
+/// fast reader gets large writes and an idle session never holds a line back.
 pub trait Sink {
-    fn deliver(&mut self, item: &Item) -> impl std::future::Future<Output = Result<(), SinkError>> + Send;
+    fn push(&mut self, item: &Item) -> impl std::future::Future<Output = Result<(), SinkError>> + Send;
+
+    fn flush(&mut self) -> impl std::future::Future<Output = Result<(), SinkError>> + Send {
+        std::future::ready(Ok(()))
+    }
 }
 
-/// One JSON object per line, flushed per line, with every field the service sent.
+/// Bytes of lines held before they are written without waiting for `flush` (a pipe's
+/// default capacity).
+const WRITE_AT: usize = 64 * 1024;
+
+/// One JSON object per line, with every field the service sent, written in batches.
 pub struct JsonLines<W> {
     out: W,
-    line: Vec<u8>,
+    buf: Vec<u8>,
 }
 
 impl<W: AsyncWrite + Unpin + Send> JsonLines<W> {
     pub fn new(out: W) -> Self {
         JsonLines {
             out,
-            line: Vec::with_capacity(1024),
+            buf: Vec::with_capacity(WRITE_AT + 16 * 1024),
         }
     }
 
     pub fn into_inner(self) -> W {
         self.out
+    }
+
+    async fn write_held(&mut self) -> Result<(), SinkError> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let written = self.out.write_all(&self.buf).await;
+        self.buf.clear();
+        written.map_err(classify)
+    }
+}
+
+fn classify(e: io::Error) -> SinkError {
+    match e.kind() {
+        io::ErrorKind::BrokenPipe => SinkError::Closed,
+        _ => SinkError::Io(e),
     }
 }
 
@@ -45,18 +71,18 @@ impl JsonLines<tokio::io::Stdout> {
 }
 
 impl<W: AsyncWrite + Unpin + Send> Sink for JsonLines<W> {
-    async fn deliver(&mut self, item: &Item) -> Result<(), SinkError> {
-        self.line.clear();
-        serde_json::to_writer(&mut self.line, item).map_err(io::Error::other)?;
-        self.line.push(b'\n');
-        let written = async {
-            self.out.write_all(&self.line).await?;
-            self.out.flush().await
-        };
-        written.await.map_err(|e| match e.kind() {
-            io::ErrorKind::BrokenPipe => SinkError::Closed,
-            _ => SinkError::Io(e),
-        })
+    async fn push(&mut self, item: &Item) -> Result<(), SinkError> {
+        serde_json::to_writer(&mut self.buf, item).map_err(io::Error::other)?;
+        self.buf.push(b'\n');
+        if self.buf.len() >= WRITE_AT {
+            self.write_held().await?;
+        }
+        Ok(())
+    }
+
+    async fn flush(&mut self) -> Result<(), SinkError> {
+        self.write_held().await?;
+        self.out.flush().await.map_err(classify)
     }
 }
 
@@ -69,12 +95,60 @@ mod tests {
         let mut sink = JsonLines::new(Vec::new());
         let a: Item = serde_json::from_str(r#"{"Id":"a","Type":"MESSAGE","Novel":{"x":1}}"#).unwrap();
         let b: Item = serde_json::from_str(r#"{"Id":"b","Content":"line\nbreak"}"#).unwrap();
-        sink.deliver(&a).await.unwrap();
-        sink.deliver(&b).await.unwrap();
+        sink.push(&a).await.unwrap();
+        sink.push(&b).await.unwrap();
+        sink.flush().await.unwrap();
         let out = String::from_utf8(sink.into_inner()).unwrap();
         let lines: Vec<_> = out.lines().collect();
         assert_eq!(lines.len(), 2);
         assert_eq!(lines[0], r#"{"Id":"a","Type":"MESSAGE","Novel":{"x":1}}"#);
         assert_eq!(serde_json::from_str::<Item>(lines[1]).unwrap(), b);
+    }
+
+    /// Records each write: lines are held until `flush` or until a pipe's worth is ready.
+    struct Writes(Vec<usize>, usize);
+
+    impl AsyncWrite for Writes {
+        fn poll_write(
+            mut self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+            buf: &[u8],
+        ) -> std::task::Poll<io::Result<usize>> {
+            self.0.push(buf.len());
+            std::task::Poll::Ready(Ok(buf.len()))
+        }
+        fn poll_flush(
+            mut self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<io::Result<()>> {
+            self.1 += 1;
+            std::task::Poll::Ready(Ok(()))
+        }
+        fn poll_shutdown(
+            self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<io::Result<()>> {
+            std::task::Poll::Ready(Ok(()))
+        }
+    }
+
+    #[tokio::test]
+    async fn lines_are_written_in_batches_and_flushed_on_request() {
+        let mut sink = JsonLines::new(Writes(Vec::new(), 0));
+        let item: Item = serde_json::from_str(r#"{"Id":"a","Content":"x"}"#).unwrap();
+        for _ in 0..3 {
+            sink.push(&item).await.unwrap();
+        }
+        assert!(sink.out.0.is_empty(), "nothing written before the flush");
+        sink.flush().await.unwrap();
+        assert_eq!(sink.out.0.len(), 1, "one write for three lines");
+        assert_eq!(sink.out.1, 1);
+        let line = serde_json::to_vec(&item).unwrap().len() + 1;
+        for _ in 0..(WRITE_AT / line + 1) {
+            sink.push(&item).await.unwrap();
+        }
+        assert_eq!(sink.out.0.len(), 2, "a pipe's worth is written without a flush");
+        assert!(sink.out.0[1] >= WRITE_AT);
+        assert_eq!(sink.out.1, 1);
     }
 }

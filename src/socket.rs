@@ -2,10 +2,18 @@
 //! subscribe to `aws/chat` and wait for the ack, then run as a task that decodes chat
 //! frames into Items, sends heartbeats and deep pings, and reports upward through a
 //! bounded channel: [`SocketEvent::Item`] and, last of all, [`SocketEvent::Closed`] with
-//! the reason. A missing heartbeat reply at the next tick means the socket is half-open.
-//! A full channel (a slow consumer) closes the socket rather than buffering without
-//! bound; the supervisor recovers the gap from the transcript.
-
+//! the reason.
+//!
+//! * **Backpressure, not overflow.** When the channel is full (the consumer is busy),
+//!   the task stops reading the socket, so TCP flow control holds the rest on the
+//!   server's side. Only a consumer that takes nothing for
+//!   [`SocketConfig::slow_consumer_limit`] costs the socket (the supervisor then reads
+//!   the gap from the transcript).
+//! * **Half-open detection.** Every heartbeat interval an `aws/heartbeat` and an
+//!   `aws/ping` go out; each reply has [`SocketConfig::heartbeat_timeout`] to come back.
+//!   Only time spent reading counts: while the task itself is not reading (a busy
+//!   consumer), or while other frames keep arriving, the deadline moves on, so a silent
+//!   socket is noticed within one interval plus that timeout and a busy one never is.
 use crate::api::endpoint::{check_websocket_url, EndpointError};
 use crate::api::model::Item;
 use crate::frame::{self, Inbound};
@@ -16,7 +24,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
-use tokio::time::{interval_at, timeout, Instant, MissedTickBehavior};
+use tokio::time::{interval_at, sleep_until, timeout, Instant, MissedTickBehavior};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
@@ -33,13 +41,20 @@ pub struct SocketConfig {
     pub subscribe_timeout: Duration,
     /// Subscribes tried on one socket before giving it up (a `failure` status).
     pub subscribe_attempts: u32,
-    /// Heartbeat and deep-ping interval; a reply missing at the next tick = half-open.
+    /// Heartbeat and deep-ping interval.
     pub heartbeat_interval: Duration,
+    /// Time a heartbeat or ping reply has to arrive, counting only time in which the
+    /// task was reading and nothing at all arrived; then the socket is half-open.
+    pub heartbeat_timeout: Duration,
     /// No frame at all for this long also means a dead socket (checked at each tick; at
     /// least two heartbeat intervals).
     pub idle_timeout: Duration,
-    /// Events buffered between the socket task and the supervisor.
+    /// Events buffered between the socket task and the supervisor; when they are full,
+    /// the task stops reading.
     pub event_capacity: usize,
+    /// A consumer that takes no event for this long while the buffer is full costs the
+    /// socket (`CloseReason::SlowConsumer`); the gap is then read from the transcript.
+    pub slow_consumer_limit: Duration,
     /// Largest websocket message accepted (an Item is at most 16384 characters).
     pub max_message_size: usize,
     /// tungstenite's read buffer: it decides most of the memory of an idle socket.
@@ -55,8 +70,10 @@ impl Default for SocketConfig {
             subscribe_timeout: Duration::from_secs(10),
             subscribe_attempts: 3,
             heartbeat_interval: Duration::from_secs(10),
+            heartbeat_timeout: Duration::from_secs(3),
             idle_timeout: Duration::from_secs(30),
             event_capacity: 256,
+            slow_consumer_limit: Duration::from_secs(60),
             max_message_size: 256 * 1024,
             read_buffer_size: 4096,
             close_timeout: Duration::from_secs(5),
@@ -77,8 +94,8 @@ pub enum CloseReason {
     Stalled,
     /// The gateway sent an error frame.
     Gateway(String),
-    /// The consumer fell behind and the event channel was full.
-    Overflow,
+    /// The consumer took nothing for [`SocketConfig::slow_consumer_limit`].
+    SlowConsumer(Duration),
 }
 
 impl std::fmt::Display for CloseReason {
@@ -91,7 +108,9 @@ impl std::fmt::Display for CloseReason {
             CloseReason::Error(e) => write!(f, "lost: {e}"),
             CloseReason::Stalled => f.write_str("stalled: no heartbeat reply (half-open)"),
             CloseReason::Gateway(m) => write!(f, "gateway error frame: {m}"),
-            CloseReason::Overflow => f.write_str("consumer too slow: event buffer full"),
+            CloseReason::SlowConsumer(d) => {
+                write!(f, "consumer too slow: nothing taken for {d:?}")
+            }
         }
     }
 }
@@ -248,7 +267,24 @@ struct SocketTask {
 /// What one received message means for the loop.
 enum Step {
     Continue,
+    Item(Box<Item>),
     Stop(CloseReason),
+}
+
+/// Replies owed by the server, and since when.
+#[derive(Default)]
+struct Awaiting {
+    heartbeat: bool,
+    ping: bool,
+    since: Option<Instant>,
+}
+
+impl Awaiting {
+    fn answered(&mut self) {
+        if !self.heartbeat && !self.ping {
+            self.since = None;
+        }
+    }
 }
 
 impl SocketTask {
@@ -267,21 +303,48 @@ impl SocketTask {
         let _ = tx.send(SocketEvent::Closed(reason)).await;
     }
 
+    /// Hands an Item to the supervisor. While the channel is full nothing is read from
+    /// the socket (TCP flow control holds the rest on the server); a consumer that takes
+    /// nothing for `slow_consumer_limit` costs the socket. Returns how long it waited.
+    async fn forward(&mut self, item: Box<Item>) -> Result<Duration, CloseReason> {
+        let event = match self.tx.try_send(SocketEvent::Item(item)) {
+            Ok(()) => return Ok(Duration::ZERO),
+            Err(mpsc::error::TrySendError::Closed(_)) => return Err(CloseReason::Requested),
+            Err(mpsc::error::TrySendError::Full(event)) => event,
+        };
+        let started = Instant::now();
+        let limit = self.cfg.slow_consumer_limit;
+        match timeout(limit, self.tx.send(event)).await {
+            Ok(Ok(())) => Ok(started.elapsed()),
+            // The supervisor let go of this socket.
+            Ok(Err(_)) => Err(CloseReason::Requested),
+            Err(_) => Err(CloseReason::SlowConsumer(limit)),
+        }
+    }
+
     async fn serve(
         &mut self,
         close_rx: &mut oneshot::Receiver<()>,
         early: VecDeque<Box<Item>>,
     ) -> CloseReason {
         for item in early {
-            if self.tx.try_send(SocketEvent::Item(item)).is_err() {
-                return CloseReason::Overflow;
+            if let Err(reason) = self.forward(item).await {
+                return reason;
             }
         }
         let period = self.cfg.heartbeat_interval;
+        let reply_timeout = self
+            .cfg
+            .heartbeat_timeout
+            .min(period)
+            .max(Duration::from_millis(1));
         let mut ticks = interval_at(Instant::now() + period, period);
         ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
-        let mut awaiting_heartbeat = false;
-        let mut awaiting_ping = false;
+        let mut awaiting = Awaiting::default();
+        // One timer for the reply deadline, re-armed lazily: frames move `last_read`, and
+        // the timer only checks, when it fires, whether anything arrived meanwhile.
+        let reply_timer = sleep_until(Instant::now() + period);
+        tokio::pin!(reply_timer);
         let mut last_read = Instant::now();
         let idle_timeout = self.cfg.idle_timeout.max(period * 2);
         loop {
@@ -290,21 +353,40 @@ impl SocketTask {
                 _ = &mut *close_rx => return self.close_cleanly().await,
                 msg = self.ws.next() => {
                     last_read = Instant::now();
-                    match self.on_message(msg, &mut awaiting_heartbeat, &mut awaiting_ping) {
+                    match self.on_message(msg, &mut awaiting) {
                         Step::Continue => {}
+                        Step::Item(item) => match self.forward(item).await {
+                            Ok(waited) if waited.is_zero() => {}
+                            // Time spent not reading is not the socket's silence.
+                            Ok(_) => last_read = Instant::now(),
+                            Err(reason) => return reason,
+                        },
                         Step::Stop(reason) => return reason,
                     }
                 }
-                _ = ticks.tick() => {
-                    if awaiting_heartbeat || awaiting_ping || last_read.elapsed() >= idle_timeout {
+                _ = &mut reply_timer, if awaiting.since.is_some() => {
+                    let since = awaiting.since.unwrap_or(last_read).max(last_read);
+                    if since.elapsed() >= reply_timeout {
                         debug!(
                             socket = self.id,
-                            awaiting_heartbeat,
-                            awaiting_ping,
-                            idle = ?last_read.elapsed(),
-                            "no sign of life since the last tick"
+                            heartbeat = awaiting.heartbeat,
+                            ping = awaiting.ping,
+                            silent = ?since.elapsed(),
+                            "no heartbeat or ping reply in time"
                         );
                         return CloseReason::Stalled;
+                    }
+                    reply_timer.as_mut().reset(since + reply_timeout);
+                }
+                _ = ticks.tick() => {
+                    if last_read.elapsed() >= idle_timeout {
+                        debug!(socket = self.id, idle = ?last_read.elapsed(), "no frame at all");
+                        return CloseReason::Stalled;
+                    }
+                    if awaiting.since.is_some() {
+                        // A reply is late but frames are still arriving: the deadline
+                        // is running; do not pile up more requests.
+                        continue;
                     }
                     for f in [frame::HEARTBEAT, frame::PING] {
                         // A send that cannot finish within a period is as dead as a missing reply.
@@ -314,32 +396,28 @@ impl SocketTask {
                             Err(_) => return CloseReason::Stalled,
                         }
                     }
-                    awaiting_heartbeat = true;
-                    awaiting_ping = true;
+                    let now = Instant::now();
+                    awaiting = Awaiting { heartbeat: true, ping: true, since: Some(now) };
+                    reply_timer.as_mut().reset(now + reply_timeout);
                 }
             }
         }
     }
 
-    fn on_message(
-        &mut self,
-        msg: Option<Result<Message, WsError>>,
-        awaiting_heartbeat: &mut bool,
-        awaiting_ping: &mut bool,
-    ) -> Step {
+    fn on_message(&mut self, msg: Option<Result<Message, WsError>>, awaiting: &mut Awaiting) -> Step {
         match msg {
             Some(Ok(Message::Text(t))) => match frame::decode(t.as_str()) {
-                Ok(Inbound::Chat(item)) => {
-                    if self.tx.try_send(SocketEvent::Item(item)).is_err() {
-                        return Step::Stop(CloseReason::Overflow);
-                    }
+                Ok(Inbound::Chat(item)) => return Step::Item(item),
+                Ok(Inbound::HeartbeatReply) => {
+                    awaiting.heartbeat = false;
+                    awaiting.answered();
                 }
-                Ok(Inbound::HeartbeatReply) => *awaiting_heartbeat = false,
                 Ok(Inbound::PingReply { status_code }) => {
                     if status_code.is_some_and(|c| c != 200) {
                         warn!(socket = self.id, ?status_code, "deep ping answered with an error");
                     }
-                    *awaiting_ping = false;
+                    awaiting.ping = false;
+                    awaiting.answered();
                 }
                 Ok(Inbound::GatewayError { message }) => return Step::Stop(CloseReason::Gateway(message)),
                 Ok(Inbound::SubscribeAck { success, status }) => {
@@ -401,17 +479,21 @@ impl SocketTask {
             return CloseReason::Error(format!("close failed: {e}"));
         }
         let close_timeout = self.cfg.close_timeout;
-        let (mut hb, mut ping) = (false, false);
+        let mut awaiting = Awaiting::default();
         let drain = async {
             loop {
                 match self.ws.next().await {
                     Some(Ok(Message::Close(_))) | None => return CloseReason::Requested,
                     Some(Err(WsError::ConnectionClosed)) => return CloseReason::Requested,
-                    msg => {
-                        if let Step::Stop(reason) = self.on_message(msg, &mut hb, &mut ping) {
-                            return reason;
+                    msg => match self.on_message(msg, &mut awaiting) {
+                        Step::Continue => {}
+                        Step::Item(item) => {
+                            if let Err(reason) = self.forward(item).await {
+                                return reason;
+                            }
                         }
-                    }
+                        Step::Stop(reason) => return reason,
+                    },
                 }
             }
         };

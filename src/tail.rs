@@ -1,7 +1,7 @@
 //! `connect-chatd tail`: one session, its Items written to a sink in order, until the
 //! chat ends, a shutdown is asked for, or the sink's reader goes away. With a state
-//! store, the cursor is saved after each Item is written, and a restart continues
-//! after it.
+//! store, the cursor is saved after each batch of Items is written and flushed, and a
+//! restart continues after it.
 
 use crate::api::model::Timestamp;
 use crate::api::ApiClient;
@@ -23,6 +23,9 @@ pub enum TailError {
     #[error("cannot save the session state: {0}")]
     Store(#[from] StoreError),
 }
+
+/// Items written between two flushes (and cursor saves) at most, however fast they come.
+const MAX_BATCH: usize = 1024;
 
 /// Runs until the chat ends (`ChatEnded`), `shutdown` resolves (`Shutdown`: sockets are
 /// closed and Items already received are still written), or the sink is closed
@@ -70,11 +73,33 @@ pub async fn tail<S: Sink>(
         tokio::select! {
             item = items.recv() => {
                 let Some(item) = item else { break Ok(()) };
-                if let Err(e) = sink.deliver(&item).await {
+                // Everything that is ready goes out in one write; the flush (and the
+                // saved cursor) follow when nothing more is ready.
+                let mut cursor = None;
+                let mut next = Some(item);
+                let mut batch = 0;
+                let mut failed = None;
+                while let Some(item) = next.take() {
+                    if let Err(e) = sink.push(&item).await {
+                        failed = Some(e);
+                        break;
+                    }
+                    if let (Some(id), false) = (&item.id, item.is_ephemeral()) {
+                        cursor = Some(Cursor { id: id.clone(), absolute_time: item.absolute_time.clone() });
+                    }
+                    batch += 1;
+                    if batch < MAX_BATCH {
+                        next = items.try_recv().ok();
+                    }
+                }
+                if let Some(e) = failed {
                     break Err(e);
                 }
-                if let (Some(store), Some(id), false) = (store, &item.id, item.is_ephemeral()) {
-                    saved.cursor = Some(Cursor { id: id.clone(), absolute_time: item.absolute_time.clone() });
+                if let Err(e) = sink.flush().await {
+                    break Err(e);
+                }
+                if let (Some(store), Some(cursor)) = (store, cursor) {
+                    saved.cursor = Some(cursor);
                     if let Err(e) = store.save(&saved) {
                         session.shutdown();
                         drop(items);

@@ -478,6 +478,7 @@ struct TimingBody {
     connection_expiry_seconds: Option<f64>,
     token_expiry_seconds: Option<f64>,
     max_sockets_per_participant: Option<usize>,
+    socket_queue_frames: Option<usize>,
 }
 
 #[derive(Serialize)]
@@ -487,6 +488,7 @@ struct TimingOut {
     connection_expiry_seconds: f64,
     token_expiry_seconds: f64,
     max_sockets_per_participant: usize,
+    socket_queue_frames: usize,
 }
 
 async fn admin_timing(State((shared, _)): State<AppState>, body: Bytes) -> Response {
@@ -517,6 +519,15 @@ async fn admin_timing(State((shared, _)): State<AppState>, body: Bytes) -> Respo
             max_sockets_per_participant: b
                 .max_sockets_per_participant
                 .unwrap_or(old.max_sockets_per_participant),
+            socket_queue: match b.socket_queue_frames {
+                None => old.socket_queue,
+                Some(n @ 1..=10_000_000) => n,
+                Some(n) => {
+                    return Err(EmulatorError::Invalid(format!(
+                        "SocketQueueFrames {n} must be between 1 and 10000000"
+                    )))
+                }
+            },
         };
         st.set_timing(t);
         Ok(TimingOut {
@@ -524,6 +535,7 @@ async fn admin_timing(State((shared, _)): State<AppState>, body: Bytes) -> Respo
             connection_expiry_seconds: t.connection_expiry.as_secs_f64(),
             token_expiry_seconds: t.token_expiry.as_secs_f64(),
             max_sockets_per_participant: t.max_sockets_per_participant,
+            socket_queue_frames: t.socket_queue,
         })
     });
     admin_result(&shared, r)

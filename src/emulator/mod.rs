@@ -35,6 +35,10 @@ pub struct Timing {
     pub token_expiry: Duration,
     /// Open websockets allowed per participant (5).
     pub max_sockets_per_participant: usize,
+    /// Frames queued for one socket before the emulator gives up on a reader that does
+    /// not keep up and drops its socket (4096). A large queue plays a server that holds
+    /// a burst for a slow reader (TCP flow control) instead of dropping it.
+    pub socket_queue: usize,
 }
 
 impl Default for Timing {
@@ -44,6 +48,7 @@ impl Default for Timing {
             connection_expiry: Duration::from_secs(3600),
             token_expiry: Duration::from_secs(24 * 3600),
             max_sockets_per_participant: 5,
+            socket_queue: 4096,
         }
     }
 }

@@ -28,9 +28,6 @@ pub(crate) enum Outbound {
     Close(u16, &'static str),
 }
 
-/// Frames queued per socket before the emulator gives up on a slow reader and drops it.
-const SOCKET_QUEUE: usize = 4096;
-
 /// A service error: the code and the message.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ServiceError {
@@ -524,7 +521,7 @@ impl State {
         }
         let id = self.next_socket;
         self.next_socket += 1;
-        let (tx, rx) = mpsc::channel(SOCKET_QUEUE);
+        let (tx, rx) = mpsc::channel(self.timing.socket_queue.max(1));
         self.sockets.insert(
             id,
             SocketEntry {

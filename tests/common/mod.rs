@@ -149,7 +149,7 @@ pub fn assert_same_ids(got: &[String], expected: &[String], what: &str) {
 pub struct SharedOutput(Arc<Mutex<Vec<Item>>>);
 
 impl Sink for SharedOutput {
-    async fn deliver(&mut self, item: &Item) -> Result<(), SinkError> {
+    async fn push(&mut self, item: &Item) -> Result<(), SinkError> {
         self.0.lock().unwrap().push(item.clone());
         Ok(())
     }
