@@ -71,6 +71,11 @@ pub struct SupervisorConfig {
     pub stable_after: Duration,
     /// Items per GetTranscript page (at most 100).
     pub page_size: i64,
+    /// GetTranscript calls one backfill makes at most; the next backfill goes on from
+    /// the cursor.
+    pub max_backfill_pages: u32,
+    /// Ids remembered for de-duplication (see `delivery`).
+    pub recent_ids: usize,
     pub socket: SocketConfig,
 }
 
@@ -88,6 +93,8 @@ impl Default for SupervisorConfig {
             reconnect_max: Duration::from_secs(30),
             stable_after: Duration::from_secs(30),
             page_size: 100,
+            max_backfill_pages: 1000,
+            recent_ids: crate::delivery::RECENT_IDS,
             socket: SocketConfig::default(),
         }
     }
@@ -253,6 +260,18 @@ enum LiveExit {
     Fatal(ApiError),
 }
 
+/// How a backfill finished.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Backfilled {
+    /// Up to the transcript's end.
+    Complete,
+    /// The chat-ended Item was delivered.
+    Ended,
+    /// `max_backfill_pages` calls made and more to read: the next backfill goes on
+    /// from the cursor (after a reconnect, so the socket's Items wait on the server).
+    Truncated,
+}
+
 enum BackfillError {
     Api(ApiError),
     ConsumerGone,
@@ -304,6 +323,8 @@ pub struct Supervisor {
     /// Started from a previous run's state: the chat was live before.
     resumed: bool,
     anchored: bool,
+    /// When the last reconnect went out at once (one per `stable_after` at most).
+    last_immediate: Option<Instant>,
 }
 
 /// A running session: its Items, its state and a way to stop it.
@@ -392,6 +413,12 @@ impl SessionTask {
 /// Reads of an ended chat's transcript before giving up (with reconnect backoff between).
 const FINAL_BACKFILL_ATTEMPTS: u32 = 20;
 
+/// Backfills of `max_backfill_pages` in a row when reading an ended chat's transcript.
+const FINAL_BACKFILL_ROUNDS: u32 = 1000;
+
+/// Jitter of an immediate reconnect, in milliseconds.
+const IMMEDIATE_JITTER_MS: u64 = 10;
+
 /// How many Items may wait between the supervisor and its consumer.
 pub const ITEM_CHANNEL: usize = 64;
 
@@ -449,7 +476,7 @@ impl Supervisor {
                 cfg: cfg.clone(),
             },
             api,
-            delivery: Delivery::new(out, stats.clone()),
+            delivery: Delivery::with_memory(out, stats.clone(), cfg.recent_ids),
             backoff: Self::fresh_backoff(&cfg),
             cfg,
             state,
@@ -460,6 +487,7 @@ impl Supervisor {
             was_live: false,
             resumed: false,
             anchored: false,
+            last_immediate: None,
         };
         (sup, state_rx)
     }
@@ -502,9 +530,17 @@ impl Supervisor {
     async fn run_inner(&mut self) -> Result<SessionOutcome, SessionError> {
         let mut attempt: u32 = 0;
         let mut backfill_denials = 0;
+        let mut immediate = false;
         loop {
             if attempt > 0 {
-                let delay = self.backoff.next().unwrap_or(self.cfg.reconnect_max);
+                let delay = if std::mem::take(&mut immediate) {
+                    // The first try after a live socket goes out at once (a little
+                    // jitter keeps many sessions dropped together from dialling in
+                    // lockstep); the backoff starts from the second.
+                    Duration::from_millis(fastrand::u64(0..=IMMEDIATE_JITTER_MS))
+                } else {
+                    self.backoff.next().unwrap_or(self.cfg.reconnect_max)
+                };
                 self.set_state(SessionState::Reconnecting { attempt, delay });
                 tokio::select! {
                     _ = sleep(delay) => {}
@@ -558,6 +594,9 @@ impl Supervisor {
                 }
             };
             SessionStats::bump(&self.stats.connections);
+            // A subscribed socket means the service took the token: a 403 from here on
+            // means the chat ended, not a bad token.
+            self.was_live = true;
 
             self.set_state(SessionState::Backfilling);
             // A long backfill (a big transcript, a throttled API) must not hold up a shutdown.
@@ -570,11 +609,16 @@ impl Supervisor {
                 }
             };
             match backfilled {
-                Ok(true) => {
+                Ok(Backfilled::Ended) => {
                     conn.socket.request_close();
                     return Ok(SessionOutcome::ChatEnded);
                 }
-                Ok(false) => backfill_denials = 0,
+                Ok(Backfilled::Truncated) => {
+                    // Going live now would move the cursor past what is still unread.
+                    conn.socket.request_close();
+                    continue;
+                }
+                Ok(Backfilled::Complete) => backfill_denials = 0,
                 Err(BackfillError::ConsumerGone) => return Ok(SessionOutcome::ConsumerGone),
                 Err(BackfillError::Api(e)) if e.is_access_denied() && backfill_denials < 2 => {
                     // Maybe an expired token: a fresh connection will tell.
@@ -592,7 +636,6 @@ impl Supervisor {
                 },
             }
 
-            self.was_live = true;
             self.set_state(SessionState::Live);
             let live_since = Instant::now();
             match self.live(&mut conn).await {
@@ -611,6 +654,16 @@ impl Supervisor {
                     if live_since.elapsed() >= self.cfg.stable_after {
                         self.backoff = Self::fresh_backoff(&self.cfg);
                         attempt = 1;
+                    }
+                    // At once, unless the last immediate reconnect was recent (a socket
+                    // that keeps failing gets the backoff, not a tight loop).
+                    let now = Instant::now();
+                    if self
+                        .last_immediate
+                        .is_none_or(|t| now - t >= self.cfg.stable_after)
+                    {
+                        self.last_immediate = Some(now);
+                        immediate = true;
                     }
                 }
                 LiveExit::Denied(e) => return self.on_denied(e).await,
@@ -636,9 +689,15 @@ impl Supervisor {
         // The transcript holds what was missed (the end Item, say): a throttled or
         // failing read is retried, since giving up here would lose the chat's last Items.
         let mut attempt = 0;
+        let mut rounds = 0u32;
         loop {
             attempt += 1;
             match self.backfill(&creds.token).await {
+                // Each round delivered something new: go on to the end.
+                Ok(Backfilled::Truncated) if rounds < FINAL_BACKFILL_ROUNDS => {
+                    rounds += 1;
+                    attempt = 0;
+                }
                 Ok(_) => return Ok(SessionOutcome::ChatEnded),
                 Err(BackfillError::ConsumerGone) => return Ok(SessionOutcome::ConsumerGone),
                 Err(BackfillError::Api(e2)) if e2.is_retryable() && attempt < FINAL_BACKFILL_ATTEMPTS => {
@@ -690,8 +749,10 @@ impl Supervisor {
     }
 
     /// Pages the transcript FORWARD from the cursor until NextToken is empty, delivering
-    /// what is new. Returns true if the chat has ended.
-    async fn backfill(&mut self, token: &Secret) -> Result<bool, BackfillError> {
+    /// what is new. Paging also stops when a page brings nothing new (a service that
+    /// hands out a NextToken at the end of the transcript: complete), and after
+    /// `max_backfill_pages` calls (truncated).
+    async fn backfill(&mut self, token: &Secret) -> Result<Backfilled, BackfillError> {
         let mut start = self.delivery.cursor().map(|c| StartPosition {
             id: Some(c.id.clone()),
             ..Default::default()
@@ -729,21 +790,34 @@ impl Supervisor {
                 Err(e) => return Err(BackfillError::Api(e)),
             };
             pages += 1;
+            let mut fresh = 0u32;
             for item in resp.transcript {
-                if self.delivery.offer(item, Source::Transcript).await? == Offered::Ended {
-                    return Ok(true);
+                match self.delivery.offer(item, Source::Transcript).await? {
+                    Offered::Ended => return Ok(Backfilled::Ended),
+                    Offered::Delivered => fresh += 1,
+                    Offered::Duplicate => {}
                 }
             }
             match resp.next_token.filter(|t| !t.is_empty()) {
-                Some(t) if pages < 100_000 => next_token = Some(t),
-                Some(_) => {
-                    warn!("transcript paging did not end after 100000 pages; stopping this backfill");
+                Some(_) if fresh == 0 => {
+                    debug!(
+                        pages,
+                        "a transcript page brought nothing new; the backfill is complete"
+                    );
                     break;
                 }
+                Some(_) if pages >= u64::from(self.cfg.max_backfill_pages.max(1)) => {
+                    warn!(
+                        pages,
+                        "stopping this backfill at its page limit; the next one goes on from the cursor"
+                    );
+                    return Ok(Backfilled::Truncated);
+                }
+                Some(t) => next_token = Some(t),
                 None => break,
             }
         }
-        Ok(false)
+        Ok(Backfilled::Complete)
     }
 
     /// Streams Items from the socket until it is lost, the chat ends or a shutdown;
@@ -784,8 +858,13 @@ impl Supervisor {
                             // transcript from the cursor before the new socket's Items.
                             let token = conn.creds.token.clone();
                             match self.backfill(&token).await {
-                                Ok(true) => return LiveExit::Ended,
-                                Ok(false) => {}
+                                Ok(Backfilled::Ended) => return LiveExit::Ended,
+                                Ok(Backfilled::Complete) => {}
+                                Ok(Backfilled::Truncated) => {
+                                    return LiveExit::Lost(CloseReason::Error(
+                                        "the backfill after renewal reached its page limit".into(),
+                                    ))
+                                }
                                 Err(BackfillError::ConsumerGone) => return LiveExit::ConsumerGone,
                                 Err(BackfillError::Api(e)) => {
                                     return LiveExit::Lost(CloseReason::Error(format!(

@@ -55,6 +55,7 @@ pub(crate) fn router(shared: Arc<Shared>, stopped: watch::Receiver<bool>) -> Rou
         .route("/admin/chats/{contact}/end", post(admin_end))
         .route("/admin/chats/{contact}/transcript", get(admin_transcript))
         .route("/admin/faults", post(admin_fault).delete(admin_clear_faults))
+        .route("/admin/quirks", post(admin_quirks))
         .route("/admin/sockets/drop", post(admin_drop))
         .route("/admin/sockets/stall", post(admin_stall))
         .route("/admin/sockets/send", post(admin_send))
@@ -537,6 +538,14 @@ async fn admin_timing(State((shared, _)): State<AppState>, body: Bytes) -> Respo
             max_sockets_per_participant: t.max_sockets_per_participant,
             socket_queue_frames: t.socket_queue,
         })
+    });
+    admin_result(&shared, r)
+}
+
+async fn admin_quirks(State((shared, _)): State<AppState>, body: Bytes) -> Response {
+    let r = parse::<super::Quirks>(&body).map(|q| {
+        shared.lock().quirks = q;
+        q
     });
     admin_result(&shared, r)
 }

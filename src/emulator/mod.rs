@@ -71,6 +71,15 @@ impl Default for EmulatorConfig {
     }
 }
 
+/// Ways a real service has been seen to misbehave, played on demand.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", default, deny_unknown_fields)]
+pub struct Quirks {
+    /// FORWARD GetTranscript pages keep returning a NextToken at the end of the
+    /// transcript (the loop the official mobile SDKs had to guard against).
+    pub endless_next_token: bool,
+}
+
 /// Make the next `count` calls of `operation` fail with `status` (429, 500, 403, …),
 /// after stalling `delay_ms`; a status below 400 only stalls (a slow answer or upgrade).
 /// Besides the eleven API operation names, `WebsocketUpgrade` fails or slows dials of
@@ -291,6 +300,10 @@ impl Emulator {
 
     pub fn clear_faults(&self) {
         self.shared.lock().clear_faults();
+    }
+
+    pub fn set_quirks(&self, quirks: Quirks) {
+        self.shared.lock().quirks = quirks;
     }
 
     /// Drops sockets abruptly (no close frame); all of them when `participant` is None.

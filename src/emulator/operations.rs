@@ -191,7 +191,8 @@ impl State {
         let (mut page, next): (Vec<Item>, Option<usize>) = if forward {
             let from = start.unwrap_or(0).min(len);
             let to = (from + max).min(len);
-            (items[from..to].to_vec(), (to < len).then_some(to))
+            let more = to < len || self.quirks.endless_next_token;
+            (items[from..to].to_vec(), more.then_some(to))
         } else {
             match start.or(len.checked_sub(1)) {
                 Some(last) if last != usize::MAX && len > 0 => {

@@ -121,6 +121,8 @@ pub(crate) struct State {
     sockets: HashMap<u64, SocketEntry>,
     next_socket: u64,
     faults: HashMap<String, VecDeque<FaultSpec>>,
+    /// Misbehaviour of a real service, played on demand.
+    pub(super) quirks: super::Quirks,
     stats: Stats,
     /// Calls made with an expired ConnectionToken (counted from `&self` checks).
     expired_token_uses: std::cell::Cell<u64>,
@@ -155,6 +157,7 @@ impl State {
             sockets: HashMap::new(),
             next_socket: 1,
             faults: HashMap::new(),
+            quirks: super::Quirks::default(),
             stats: Stats::default(),
             expired_token_uses: std::cell::Cell::new(0),
             idempotent: HashMap::new(),
