@@ -170,6 +170,20 @@ struct Burst {
     duplicates: usize,
     out_of_order: usize,
     missing: usize,
+    /// CPU time of the `tail` process (user + system) per Item, in microseconds.
+    cpu_us_per_item: f64,
+}
+
+/// User + system CPU seconds a process has used so far (Linux `/proc`).
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name (which is in parentheses and may hold spaces).
+    let after = stat.rsplit_once(')').map(|(_, rest)| rest).unwrap_or("");
+    let f: Vec<&str> = after.split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of the line: 11 and 12 after the name.
+    let field = |i: usize| f.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+    let ticks = field(11) + field(12);
+    ticks as f64 / 100.0
 }
 
 /// Reads a child's stdout on a thread of its own, keeping every byte and counting lines;
@@ -298,6 +312,7 @@ async fn tail_burst(emu: &Emulator, n: usize, pause: Option<Duration>) -> Burst 
         "tail printed nothing"
     );
     let before = emu.transcript(&chat.contact_id).unwrap().len();
+    let cpu_before = cpu_seconds(child.id());
     if let Some(p) = pause {
         reader.pause_after(before + n / 2, p);
     }
@@ -306,6 +321,7 @@ async fn tail_burst(emu: &Emulator, n: usize, pause: Option<Duration>) -> Burst 
     let wait = pause.unwrap_or_default() + Duration::from_secs(120);
     let complete = wait_lines(before + n, wait).await;
     let elapsed = t.elapsed();
+    let cpu = cpu_seconds(child.id()) - cpu_before;
     let _ = child.kill();
     let _ = child.wait();
     let transcript = emu.transcript(&chat.contact_id).unwrap();
@@ -326,12 +342,108 @@ async fn tail_burst(emu: &Emulator, n: usize, pause: Option<Duration>) -> Burst 
         duplicates,
         out_of_order,
         missing,
+        cpu_us_per_item: cpu * 1e6 / n as f64,
     }
+}
+
+/// The official web client, amazon-connect-chatjs in Node (`interop/chatjs/burst.js`),
+/// receiving the same burst from the same emulator: Items/s from the first publish to
+/// its report of the last message. `None` when node or the npm packages are missing.
+async fn chatjs_burst(emu: &Emulator, n: usize) -> Option<f64> {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/interop/chatjs");
+    if !std::path::Path::new(dir)
+        .join("node_modules/amazon-connect-chatjs")
+        .exists()
+    {
+        return None;
+    }
+    let chat = emu.create_chat("Bench");
+    let mut child = std::process::Command::new("node")
+        .arg(format!("{dir}/burst.js"))
+        .env("ENDPOINT", emu.endpoint())
+        .env("CONTACT_ID", &chat.contact_id)
+        .env("PARTICIPANT_ID", &chat.participant_id)
+        .env("PARTICIPANT_TOKEN", chat.participant_token.expose())
+        .env("COUNT", n.to_string())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .ok()?;
+    let reader = std::sync::Arc::new(LineReader::spawn(child.stdout.take().unwrap()));
+    let wait_lines = |k: usize, limit: Duration| {
+        let r = reader.clone();
+        async move {
+            tokio::task::spawn_blocking(move || r.wait_lines(k, limit))
+                .await
+                .unwrap()
+        }
+    };
+    if !wait_lines(1, Duration::from_secs(30)).await {
+        let _ = child.kill();
+        return None;
+    }
+    let t = Instant::now();
+    publish(emu, &chat, n).await;
+    let done = wait_lines(2, Duration::from_secs(120)).await;
+    let elapsed = t.elapsed();
+    let _ = child.kill();
+    let _ = child.wait();
+    let report = reader.text();
+    let received = report
+        .lines()
+        .nth(1)
+        .and_then(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .and_then(|v| v["received"].as_u64());
+    (done && received == Some(n as u64)).then(|| n as f64 / elapsed.as_secs_f64())
+}
+
+/// A raw tokio-tungstenite reader that subscribes and only counts the frames of the
+/// same burst (no JSON, no output): the ceiling of this emulator and machine.
+async fn raw_burst(emu: &Emulator, n: usize) -> f64 {
+    raw_rate(emu, n).await
+}
+
+/// Publishing alone: how fast the emulator can produce the burst (no reader).
+async fn publish_rate(emu: &Emulator, n: usize) -> f64 {
+    let chat = emu.create_chat("Bench");
+    let t = Instant::now();
+    publish(emu, &chat, n).await;
+    n as f64 / t.elapsed().as_secs_f64()
+}
+
+/// Virtual drop → first live Item after the gap, through a real session (ms).
+async fn recovery_ms(emu: &Emulator, api: &ApiClient) -> f64 {
+    let chat = emu.create_chat("Bench");
+    let mut h = Supervisor::spawn(
+        api.clone(),
+        chat.participant_token.clone(),
+        SupervisorConfig::default(),
+    );
+    h.state.wait_for(|s| *s == SessionState::Live).await.unwrap();
+    let warm = emu
+        .publish_message(&chat.contact_id, "Ana", ParticipantRole::Agent, "before")
+        .unwrap();
+    while h.items.recv().await.unwrap().id != warm.id {}
+    let t = Instant::now();
+    emu.drop_sockets(Some(&chat.participant_id));
+    let gap = emu
+        .publish_message(&chat.contact_id, "Ana", ParticipantRole::Agent, "in the gap")
+        .unwrap();
+    while h.items.recv().await.unwrap().id != gap.id {}
+    h.state.wait_for(|s| *s == SessionState::Live).await.unwrap();
+    let live = emu
+        .publish_message(&chat.contact_id, "Ana", ParticipantRole::Agent, "after")
+        .unwrap();
+    while h.items.recv().await.unwrap().id != live.id {}
+    let ms = t.elapsed().as_secs_f64() * 1000.0;
+    h.shutdown();
+    let _ = h.join().await;
+    ms
 }
 
 async fn bench_burst() {
     let n = 100_000;
-    let emu = Emulator::start(EmulatorConfig {
+    let holding = Emulator::start(EmulatorConfig {
         timing: connect_chatd::emulator::Timing {
             // The server holds a burst for its reader (TCP flow control) rather than
             // dropping the socket.
@@ -342,17 +454,60 @@ async fn bench_burst() {
     })
     .await
     .unwrap();
-    let mut ours = Vec::new();
+    let (mut ours, mut chatjs, mut raw, mut produce) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut reconnects, mut wrong, mut cpu) = (0, 0, Vec::new());
     for _ in 0..ROUNDS {
-        let b = tail_burst(&emu, n, None).await;
-        println!(
-            "burst round: tail {:.0} Items/s, reconnects {}, duplicates {}, out of order {}, missing {}",
-            b.rate, b.reconnects, b.duplicates, b.out_of_order, b.missing
-        );
+        produce.push(publish_rate(&holding, n).await);
+        raw.push(raw_burst(&holding, n).await);
+        if let Some(r) = chatjs_burst(&holding, n).await {
+            chatjs.push(r);
+        }
+        let b = tail_burst(&holding, n, None).await;
+        reconnects += b.reconnects;
+        wrong += b.duplicates + b.out_of_order + b.missing;
         ours.push(b.rate);
+        cpu.push(b.cpu_us_per_item);
     }
-    println!("burst: tail → pipe {:.0} Items/s (median)", median(ours));
-    emu.shutdown().await;
+    let ours = median(ours);
+    println!(
+        "burst: {n} Items into `tail` → pipe at {ours:.0} Items/s ({reconnects} reconnects, {wrong} duplicated, out of order or missing over {ROUNDS} rounds); the emulator publishes {:.0}/s with no reader",
+        median(produce)
+    );
+    println!("burst: tail's CPU time {:.2} µs per Item", median(cpu));
+    println!(
+        "burst: raw tokio-tungstenite reader (counts frames only) {:.0} frames/s: tail is {:.2}x of it",
+        median(raw.clone()),
+        ours / median(raw)
+    );
+    match chatjs.len() {
+        0 => println!("burst: amazon-connect-chatjs skipped (needs node and `npm ci` in interop/chatjs, as `bash interop/run` does)"),
+        _ => {
+            let c = median(chatjs);
+            println!("burst: amazon-connect-chatjs (Node) {c:.0} messages/s: tail is {:.2}x the official client", ours / c);
+        }
+    }
+    holding.shutdown().await;
+
+    // A reader that stops for 20 s halfway through a burst, against a server that drops
+    // a socket once 4096 frames wait for it (the emulator's default).
+    let dropping = Emulator::start(EmulatorConfig::default()).await.unwrap();
+    let b = tail_burst(&dropping, n, Some(Duration::from_secs(20))).await;
+    println!(
+        "burst: a reader pausing 20 s halfway: {} reconnects, {} duplicates, {} out of order, {} missing",
+        b.reconnects, b.duplicates, b.out_of_order, b.missing
+    );
+    let api = ApiClient::builder(Endpoint::from_url(&dropping.endpoint()).unwrap())
+        .build()
+        .unwrap();
+    let mut rec = Vec::new();
+    for _ in 0..ROUNDS {
+        rec.push(recovery_ms(&dropping, &api).await);
+    }
+    println!(
+        "recovery: drop → resubscribed, gap backfilled, first live Item after it: {:.1} ms (median of {ROUNDS})",
+        median(rec)
+    );
+    dropping.shutdown().await;
 }
 
 async fn bench_throughput() {
@@ -456,5 +611,6 @@ fn main() {
     }
     bench_decode();
     rt.block_on(bench_throughput());
+    rt.block_on(bench_burst());
     bench_memory();
 }

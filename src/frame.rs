@@ -80,7 +80,8 @@ pub fn decode(text: &str) -> Result<Inbound, FrameError> {
             let content = raw.content.ok_or(FrameError::NoContent)?;
             let inner: Cow<str> = serde_json::from_str(content.get())
                 .map_err(|_| FrameError::ContentNotString(truncate(content.get())))?;
-            let item: Item = serde_json::from_str(&inner).map_err(|e| FrameError::BadItem(e.to_string()))?;
+            let item = Item::from_wire(inner.into_owned().into_boxed_str())
+                .map_err(|e| FrameError::BadItem(e.to_string()))?;
             Ok(Inbound::Chat(Box::new(item)))
         }
         "aws/subscribe" => {

@@ -41,6 +41,11 @@ pub fn safe_to_log(meta: &Metadata<'_>) -> bool {
 /// Installs the global subscriber; `level` is used when `RUST_LOG` is unset.
 pub fn init(format: LogFormat, level: &str) {
     let env = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
+    // The `log` bridge takes the subscriber's maximum level as its own, and the secret
+    // filter below hides that level: without this, every `log::trace!` of tungstenite
+    // (several per frame) would be dispatched and then discarded, an eighth of the
+    // CPU of a busy socket.
+    let log_level = env.max_level_hint();
     let filter = env.and(filter_fn(safe_to_log));
     let layer = match format {
         LogFormat::Text => fmt::layer()
@@ -57,4 +62,8 @@ pub fn init(format: LogFormat, level: &str) {
     let _ = tracing_subscriber::registry()
         .with(layer.with_filter(filter))
         .try_init();
+    if let Some(level) = log_level {
+        use tracing_log::AsLog;
+        log::set_max_level(level.as_log());
+    }
 }

@@ -30,6 +30,8 @@ pub trait Sink {
 const WRITE_AT: usize = 64 * 1024;
 
 /// One JSON object per line, with every field the service sent, written in batches.
+/// An Item that came off the wire is written as the service sent it (its
+/// [`Item::wire_json`]); others are serialised.
 pub struct JsonLines<W> {
     out: W,
     buf: Vec<u8>,
@@ -72,7 +74,10 @@ impl JsonLines<tokio::io::Stdout> {
 
 impl<W: AsyncWrite + Unpin + Send> Sink for JsonLines<W> {
     async fn push(&mut self, item: &Item) -> Result<(), SinkError> {
-        serde_json::to_writer(&mut self.buf, item).map_err(io::Error::other)?;
+        match item.wire_json() {
+            Some(text) => self.buf.extend_from_slice(text.trim().as_bytes()),
+            None => serde_json::to_writer(&mut self.buf, item).map_err(io::Error::other)?,
+        }
         self.buf.push(b'\n');
         if self.buf.len() >= WRITE_AT {
             self.write_held().await?;

@@ -172,6 +172,44 @@ pub struct Item {
     pub contact_id: Option<String>,
     #[serde(flatten)]
     pub extra: Map<String, Value>,
+    /// The JSON text this Item was decoded from, when it came off the wire.
+    #[serde(skip)]
+    pub(crate) wire: WireJson,
+}
+
+/// The exact JSON text an Item was decoded from (a websocket frame's `content`, an
+/// element of a transcript page), kept so that the Item can be written out again
+/// without serialising it a second time. It is a cache of the Item's wire form, not
+/// part of its value: equality, `Debug` and serde ignore it. Only text on one line is
+/// kept (any JSON text is, unless the sender pretty-printed it).
+#[derive(Clone, Default)]
+pub struct WireJson(Option<Box<str>>);
+
+impl WireJson {
+    fn keep(text: Box<str>) -> WireJson {
+        let one_line = memchr::memchr2(b'\n', b'\r', text.as_bytes()).is_none();
+        WireJson(one_line.then_some(text))
+    }
+}
+
+impl PartialEq for WireJson {
+    fn eq(&self, _: &WireJson) -> bool {
+        true
+    }
+}
+
+impl std::fmt::Debug for WireJson {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("..")
+    }
+}
+
+/// Decodes a transcript page's Items, each keeping its own JSON text.
+fn items_from_wire<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Item>, D::Error> {
+    let raw = Vec::<Box<serde_json::value::RawValue>>::deserialize(d)?;
+    raw.into_iter()
+        .map(|r| Item::from_wire(r.into()).map_err(serde::de::Error::custom))
+        .collect()
 }
 
 /// ContentType prefix of chat events.
@@ -186,6 +224,20 @@ pub const CONTENT_TYPE_JOINED: &str = "application/vnd.amazonaws.connect.event.p
 pub const CONTENT_TYPE_LEFT: &str = "application/vnd.amazonaws.connect.event.participant.left";
 
 impl Item {
+    /// Decodes an Item from its JSON text, keeping the text (see [`WireJson`]).
+    pub fn from_wire(text: Box<str>) -> Result<Item, serde_json::Error> {
+        let mut item: Item = serde_json::from_str(&text)?;
+        item.wire = WireJson::keep(text);
+        Ok(item)
+    }
+
+    /// The JSON text the Item was decoded from, if it came off the wire on one line.
+    /// An Item changed after decoding should not be written out through it: callers
+    /// that change Items build new ones (the emulator) or do not write them.
+    pub fn wire_json(&self) -> Option<&str> {
+        self.wire.0.as_deref()
+    }
+
     /// True for the Item that ends a chat: `Type: CHAT_ENDED` or the chat-ended ContentType.
     pub fn is_chat_ended(&self) -> bool {
         self.item_type == Some(ChatItemType::ChatEnded)
@@ -393,7 +445,7 @@ pub struct StartPosition {
 pub struct GetTranscriptResponse {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub initial_contact_id: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "items_from_wire")]
     pub transcript: Vec<Item>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub next_token: Option<String>,

@@ -58,7 +58,7 @@ pub(crate) async fn upgrade(
                 // and load tests hold thousands of sockets.
                 let config = WebSocketConfig::default()
                     .read_buffer_size(4096)
-                    .write_buffer_size(0)
+                    .write_buffer_size(WRITE_BATCH)
                     .max_write_buffer_size(4 << 20)
                     .max_message_size(Some(1 << 20));
                 let ws = WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(config))
@@ -92,42 +92,19 @@ async fn serve_socket<S>(
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
 {
     let mut stalled = false;
-    let close = |code: u16, reason: &'static str| {
-        Message::Close(Some(CloseFrame {
-            code: CloseCode::from(code),
-            reason: reason.into(),
-        }))
-    };
     loop {
         tokio::select! {
             _ = sleep_until(expires), if !stalled => {
-                let _ = ws.send(close(1001, "connection expired")).await;
+                let _ = ws.send(close_frame(1001, "connection expired")).await;
                 break;
             }
             _ = async { let _ = stopped.wait_for(|s| *s).await; } => break,
-            out = outbound.recv() => match out {
-                // Removed from the state (queue overflow): vanish.
-                None | Some(Outbound::Drop) => break,
-                Some(Outbound::Stall) => stalled = true,
-                Some(Outbound::Text(_) | Outbound::Binary(_)) if stalled => {}
-                Some(Outbound::Binary(b)) => {
-                    if ws.send(Message::binary(b)).await.is_err() {
-                        break;
-                    }
-                }
-                Some(Outbound::Text(t)) => {
-                    tracing::trace!(socket = id, bytes = t.len(), "emulator: sending a frame");
-                    if ws.send(Message::text(t)).await.is_err() {
-                        break;
-                    }
-                }
-                Some(Outbound::Close(code, reason)) => {
-                    if !stalled {
-                        let _ = ws.send(close(code, reason)).await;
-                    }
+            out = outbound.recv() => {
+                let Some(out) = out else { break };
+                if !send_outbound(&mut ws, id, out, &mut outbound, &mut stalled).await {
                     break;
                 }
-            },
+            }
             msg = ws.next() => match msg {
                 None | Some(Err(_)) => break,
                 Some(Ok(_)) if stalled => {}
@@ -152,6 +129,66 @@ async fn serve_socket<S>(
             },
         }
     }
+}
+
+fn close_frame(code: u16, reason: &'static str) -> Message {
+    Message::Close(Some(CloseFrame {
+        code: CloseCode::from(code),
+        reason: reason.into(),
+    }))
+}
+
+/// Frames written before one flush at most.
+const MAX_BATCH: usize = 256;
+
+/// Bytes tungstenite gathers before it writes without a flush.
+const WRITE_BATCH: usize = 64 * 1024;
+
+/// Carries out what the state asked of a socket; false when the socket is done. Text
+/// frames already queued behind the first go out in the same write (a server's TCP
+/// stack coalesces them too), the flush ending the batch.
+async fn send_outbound<S>(
+    ws: &mut WebSocketStream<S>,
+    id: u64,
+    first: Outbound,
+    outbound: &mut tokio::sync::mpsc::Receiver<Outbound>,
+    stalled: &mut bool,
+) -> bool
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    let mut next = Some(first);
+    let mut batched = 0;
+    while let Some(out) = next.take() {
+        match out {
+            // Removed from the state (queue overflow): vanish.
+            Outbound::Drop => return false,
+            Outbound::Stall => *stalled = true,
+            Outbound::Text(_) | Outbound::Binary(_) if *stalled => {}
+            Outbound::Binary(b) => {
+                if ws.feed(Message::binary(b)).await.is_err() {
+                    return false;
+                }
+            }
+            Outbound::Text(t) => {
+                tracing::trace!(socket = id, bytes = t.len(), "emulator: sending a frame");
+                if ws.feed(Message::text(t)).await.is_err() {
+                    return false;
+                }
+            }
+            Outbound::Close(code, reason) => {
+                if !*stalled {
+                    let _ = ws.send(close_frame(code, reason)).await;
+                }
+                return false;
+            }
+        }
+        batched += 1;
+        if batched < MAX_BATCH {
+            next = outbound.try_recv().ok();
+        }
+    }
+    ws.flush().await.is_ok()
 }
 
 /// The emulator's reply to a client frame, if it gets one.
