@@ -543,10 +543,7 @@ async fn admin_timing(State((shared, _)): State<AppState>, body: Bytes) -> Respo
 }
 
 async fn admin_quirks(State((shared, _)): State<AppState>, body: Bytes) -> Response {
-    let r = parse::<super::Quirks>(&body).map(|q| {
-        shared.lock().quirks = q;
-        q
-    });
+    let r = parse::<super::Quirks>(&body).inspect(|q| shared.lock().quirks = *q);
     admin_result(&shared, r)
 }
 
