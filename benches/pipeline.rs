@@ -18,6 +18,7 @@ use connect_chatd::frame;
 use connect_chatd::supervisor::{SessionState, Supervisor, SupervisorConfig};
 use futures_util::{SinkExt, StreamExt};
 use std::hint::black_box;
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 use tokio_tungstenite::tungstenite::Message;
 
@@ -189,8 +190,8 @@ fn cpu_seconds(pid: u32) -> f64 {
 /// Reads a child's stdout on a thread of its own, keeping every byte and counting lines;
 /// `wait_lines(n)` returns when `n` lines have arrived, or after `limit`.
 struct LineReader {
-    lines: std::sync::Arc<(std::sync::Mutex<(usize, Vec<u8>)>, std::sync::Condvar)>,
-    pause: std::sync::Arc<std::sync::Mutex<Option<(usize, Duration)>>>,
+    lines: Arc<(Mutex<(usize, Vec<u8>)>, Condvar)>,
+    pause: Arc<Mutex<Option<(usize, Duration)>>>,
 }
 
 impl LineReader {
@@ -294,7 +295,7 @@ async fn tail_burst(emu: &Emulator, n: usize, pause: Option<Duration>) -> Burst 
         .stderr(std::process::Stdio::null())
         .spawn()
         .expect("the binary starts");
-    let reader = std::sync::Arc::new(LineReader::spawn(child.stdout.take().unwrap()));
+    let reader = Arc::new(LineReader::spawn(child.stdout.take().unwrap()));
     // The emulator runs on this thread: wait for lines on another.
     let wait_lines = |n: usize, limit: Duration| {
         let r = reader.clone();
@@ -369,7 +370,7 @@ async fn chatjs_burst(emu: &Emulator, n: usize) -> Option<f64> {
         .stderr(std::process::Stdio::null())
         .spawn()
         .ok()?;
-    let reader = std::sync::Arc::new(LineReader::spawn(child.stdout.take().unwrap()));
+    let reader = Arc::new(LineReader::spawn(child.stdout.take().unwrap()));
     let wait_lines = |k: usize, limit: Duration| {
         let r = reader.clone();
         async move {
