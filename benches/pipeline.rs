@@ -189,8 +189,11 @@ fn cpu_seconds(pid: u32) -> f64 {
 
 /// Reads a child's stdout on a thread of its own, keeping every byte and counting lines;
 /// `wait_lines(n)` returns when `n` lines have arrived, or after `limit`.
+/// Lines counted so far and every byte read, with a condition to wait on.
+type Lines = Arc<(Mutex<(usize, Vec<u8>)>, Condvar)>;
+
 struct LineReader {
-    lines: Arc<(Mutex<(usize, Vec<u8>)>, Condvar)>,
+    lines: Lines,
     pause: Arc<Mutex<Option<(usize, Duration)>>>,
 }
 
