@@ -609,6 +609,10 @@ fn main() {
     if args.iter().any(|a| a == "--list") {
         return;
     }
+    if args.iter().any(|a| a == "decode") {
+        bench_decode();
+        return;
+    }
     if args.iter().any(|a| a == "burst") {
         rt.block_on(bench_burst());
         return;

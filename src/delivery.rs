@@ -124,7 +124,7 @@ impl Delivery {
 
     /// Starts after `cursor` (a resumed session): Items up to it count as delivered.
     pub fn resume_from(&mut self, cursor: Cursor) {
-        self.recent.insert(cursor.id.clone());
+        self.recent.insert(&cursor.id);
         self.note_time(cursor.absolute_time.as_deref());
         self.cursor = Some(cursor);
     }
@@ -132,41 +132,31 @@ impl Delivery {
     /// Counts `item` as delivered without sending it (the start of `--history none`).
     pub fn skip(&mut self, item: &Item) {
         if let Some(id) = &item.id {
-            self.recent.insert(id.clone());
+            self.recent.insert(id);
         }
         self.note_time(item.absolute_time.as_deref());
         self.advance(item);
     }
 
-    /// True if `item` was delivered already, or belongs before what was.
-    fn is_duplicate(&self, item: &Item) -> bool {
-        if item.id.as_deref().is_some_and(|id| self.recent.contains(id)) {
-            return true;
-        }
-        match (
-            self.newest,
-            item.absolute_time.as_deref().and_then(TimeKey::parse),
-        ) {
-            (Some(newest), Some(at)) => at < newest,
-            _ => false,
-        }
-    }
-
     /// Delivers `item` unless it was delivered already (see the module's invariant);
     /// waits while the consumer is busy.
     pub async fn offer(&mut self, item: Item, source: Source) -> Result<Offered, ConsumerGone> {
-        if self.is_duplicate(&item) {
+        let at = item.absolute_time.as_deref().and_then(TimeKey::parse);
+        // Older than what was delivered: its place has passed.
+        let stale = matches!((self.newest, at), (Some(newest), Some(at)) if at < newest);
+        // Otherwise the Id memory decides (and learns the Id).
+        let seen = !stale && item.id.as_deref().is_some_and(|id| !self.recent.insert(id));
+        if stale || seen {
             SessionStats::bump(&self.stats.duplicates);
-            tracing::trace!(id = ?item.id, "dropping an Item already delivered");
+            tracing::trace!(id = ?item.id, stale, "dropping an Item already delivered");
             return Ok(Offered::Duplicate);
         }
-        match &item.id {
-            Some(id) => self.recent.insert(id.clone()),
-            None => {
-                tracing::debug!("delivering an Item without an Id (it cannot be de-duplicated)")
-            }
+        if item.id.is_none() {
+            tracing::debug!("delivering an Item without an Id (it cannot be de-duplicated)")
         }
-        self.note_time(item.absolute_time.as_deref());
+        if let Some(at) = at {
+            self.newest = Some(self.newest.map_or(at, |n| n.max(at)));
+        }
         self.advance(&item);
         let ended = item.is_chat_ended();
         self.out.send(item).await.map_err(|_| ConsumerGone)?;
@@ -249,10 +239,11 @@ impl TimeKey {
     }
 }
 
-/// A set of the last `cap` Ids, forgetting the oldest first.
+/// A set of the last `cap` Ids, forgetting the oldest first. Each Id is stored once
+/// (shared by the set and the order) and hashed once to be learnt.
 struct RecentIds {
-    set: HashSet<String>,
-    order: VecDeque<String>,
+    set: HashSet<Arc<str>>,
+    order: VecDeque<Arc<str>>,
     cap: usize,
 }
 
@@ -266,21 +257,24 @@ impl RecentIds {
         }
     }
 
+    #[cfg(test)]
     fn contains(&self, id: &str) -> bool {
         self.set.contains(id)
     }
 
-    fn insert(&mut self, id: String) {
-        if self.set.contains(&id) {
-            return;
+    /// Learns `id`; false if it was known already.
+    fn insert(&mut self, id: &str) -> bool {
+        let id: Arc<str> = Arc::from(id);
+        if !self.set.insert(id.clone()) {
+            return false;
         }
         if self.order.len() == self.cap {
             if let Some(old) = self.order.pop_front() {
                 self.set.remove(&old);
             }
         }
-        self.set.insert(id.clone());
         self.order.push_back(id);
+        true
     }
 }
 
@@ -438,8 +432,9 @@ mod tests {
     fn recent_ids_are_bounded() {
         let mut r = RecentIds::new(3);
         for id in ["a", "b", "c", "d"] {
-            r.insert(id.into());
+            assert!(r.insert(id));
         }
+        assert!(!r.insert("d"));
         assert!(!r.contains("a") && r.contains("b") && r.contains("d"));
         assert_eq!(r.set.len(), 3);
     }

@@ -4,7 +4,6 @@
 
 use crate::api::model::Item;
 use serde::Deserialize;
-use serde_json::value::RawValue;
 use std::borrow::Cow;
 
 pub const SUBSCRIBE: &str = r#"{"topic":"aws/subscribe","content":{"topics":["aws/chat"]}}"#;
@@ -44,7 +43,7 @@ pub enum FrameError {
     NoTopic,
     #[error("aws/chat frame has no content")]
     NoContent,
-    #[error("aws/chat content is not a JSON string: {0}")]
+    #[error("aws/chat content is not a JSON string but {0}")]
     ContentNotString(String),
     #[error("aws/chat content is not an Item: {0}")]
     BadItem(String),
@@ -54,16 +53,72 @@ pub enum FrameError {
 struct RawFrame<'a> {
     #[serde(borrow)]
     topic: Option<Cow<'a, str>>,
-    #[serde(borrow)]
-    content: Option<&'a RawValue>,
+    content: Option<Content>,
     message: Option<String>,
     #[serde(rename = "statusCode")]
     status_code: Option<i64>,
 }
 
-#[derive(Deserialize)]
-struct AckContent {
-    status: Option<String>,
+/// A frame's `content`, read in the same pass as the frame: a chat Item is a JSON
+/// string (unescaped once, straight into the buffer the Item keeps), an ack an object
+/// of which only `status` matters.
+enum Content {
+    Text(String),
+    Object {
+        status: Option<String>,
+    },
+    Null,
+    /// Anything else, by its JSON kind (for the error message).
+    Other(&'static str),
+}
+
+impl<'de> Deserialize<'de> for Content {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct ContentVisitor;
+        impl<'de> serde::de::Visitor<'de> for ContentVisitor {
+            type Value = Content;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("any JSON value")
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Content, E> {
+                Ok(Content::Text(v.to_owned()))
+            }
+            fn visit_string<E>(self, v: String) -> Result<Content, E> {
+                Ok(Content::Text(v))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Content, A::Error> {
+                let mut status = None;
+                while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+                    if key == "status" {
+                        status = map.next_value::<Option<String>>().ok().flatten();
+                    } else {
+                        map.next_value::<serde::de::IgnoredAny>()?;
+                    }
+                }
+                Ok(Content::Object { status })
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Content, A::Error> {
+                while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {}
+                Ok(Content::Other("an array"))
+            }
+            fn visit_bool<E>(self, _: bool) -> Result<Content, E> {
+                Ok(Content::Other("a boolean"))
+            }
+            fn visit_i64<E>(self, _: i64) -> Result<Content, E> {
+                Ok(Content::Other("a number"))
+            }
+            fn visit_u64<E>(self, _: u64) -> Result<Content, E> {
+                Ok(Content::Other("a number"))
+            }
+            fn visit_f64<E>(self, _: f64) -> Result<Content, E> {
+                Ok(Content::Other("a number"))
+            }
+            fn visit_unit<E>(self) -> Result<Content, E> {
+                Ok(Content::Null)
+            }
+        }
+        d.deserialize_any(ContentVisitor)
+    }
 }
 
 /// Decodes one text frame.
@@ -76,20 +131,21 @@ pub fn decode(text: &str) -> Result<Inbound, FrameError> {
         };
     };
     match topic.as_ref() {
-        "aws/chat" => {
-            let content = raw.content.ok_or(FrameError::NoContent)?;
-            let inner: Cow<str> = serde_json::from_str(content.get())
-                .map_err(|_| FrameError::ContentNotString(truncate(content.get())))?;
-            let item = Item::from_wire(inner.into_owned().into_boxed_str())
-                .map_err(|e| FrameError::BadItem(e.to_string()))?;
-            Ok(Inbound::Chat(Box::new(item)))
-        }
+        "aws/chat" => match raw.content {
+            None | Some(Content::Null) => Err(FrameError::NoContent),
+            Some(Content::Text(inner)) => {
+                let item = Item::from_wire(inner.into_boxed_str())
+                    .map_err(|e| FrameError::BadItem(e.to_string()))?;
+                Ok(Inbound::Chat(Box::new(item)))
+            }
+            Some(Content::Object { .. }) => Err(FrameError::ContentNotString("an object".into())),
+            Some(Content::Other(kind)) => Err(FrameError::ContentNotString(kind.into())),
+        },
         "aws/subscribe" => {
-            let status = raw
-                .content
-                .and_then(|c| serde_json::from_str::<AckContent>(c.get()).ok())
-                .and_then(|c| c.status)
-                .unwrap_or_default();
+            let status = match raw.content {
+                Some(Content::Object { status }) => status.unwrap_or_default(),
+                _ => String::new(),
+            };
             Ok(Inbound::SubscribeAck {
                 success: status == "success",
                 status,
@@ -103,14 +159,6 @@ pub fn decode(text: &str) -> Result<Inbound, FrameError> {
             topic: other.to_string(),
         }),
     }
-}
-
-fn truncate(s: &str) -> String {
-    let mut end = s.len().min(64);
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    s[..end].to_string()
 }
 
 #[cfg(test)]

@@ -142,8 +142,9 @@ impl<'de> Deserialize<'de> for Timestamp {
 // ---------------------------------------------------------------- chat items
 
 /// A chat Item, from a websocket frame or a transcript. Unknown fields are kept in
-/// `extra` and written back out, so forwarding an Item loses nothing.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+/// `extra` and written back out, so forwarding an Item loses nothing. (Decoding is
+/// written by hand below: serde's `flatten` would buffer every field of every Item.)
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct Item {
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -175,6 +176,45 @@ pub struct Item {
     /// The JSON text this Item was decoded from, when it came off the wire.
     #[serde(skip)]
     pub(crate) wire: WireJson,
+}
+
+impl<'de> Deserialize<'de> for Item {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct ItemVisitor;
+        impl<'de> serde::de::Visitor<'de> for ItemVisitor {
+            type Value = Item;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a chat Item (a JSON object)")
+            }
+
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Item, A::Error> {
+                let mut item = Item::default();
+                while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+                    match key.as_ref() {
+                        "AbsoluteTime" => item.absolute_time = map.next_value()?,
+                        "Content" => item.content = map.next_value()?,
+                        "ContentType" => item.content_type = map.next_value()?,
+                        "Id" => item.id = map.next_value()?,
+                        "Type" => item.item_type = map.next_value()?,
+                        "ParticipantId" => item.participant_id = map.next_value()?,
+                        "DisplayName" => item.display_name = map.next_value()?,
+                        "ParticipantRole" => item.participant_role = map.next_value()?,
+                        "Attachments" => item.attachments = map.next_value()?,
+                        "MessageMetadata" => item.message_metadata = map.next_value()?,
+                        "RelatedContactId" => item.related_contact_id = map.next_value()?,
+                        "ContactId" => item.contact_id = map.next_value()?,
+                        _ => {
+                            let value: Value = map.next_value()?;
+                            item.extra.insert(key.into_owned(), value);
+                        }
+                    }
+                }
+                Ok(item)
+            }
+        }
+        d.deserialize_map(ItemVisitor)
+    }
 }
 
 /// The exact JSON text an Item was decoded from (a websocket frame's `content`, an
@@ -646,6 +686,27 @@ mod tests {
         let back: Value = serde_json::to_value(&item).unwrap();
         let orig: Value = serde_json::from_str(raw).unwrap();
         assert_eq!(back, orig);
+    }
+
+    #[test]
+    fn items_decode_every_known_field_and_keep_the_rest() {
+        let raw = r#"{"AbsoluteTime":"t","Content":"c","ContentType":"text/plain","Id":"i","Type":"ATTACHMENT","ParticipantId":"p","DisplayName":"d","ParticipantRole":"AGENT","Attachments":[{"AttachmentId":"a","Status":"APPROVED","X":1}],"MessageMetadata":{"MessageId":"m"},"RelatedContactId":"r","ContactId":"k","Esc\"aped":"v\n","Null":null,"Nested":{"a":[1,2]}}"#;
+        let item: Item = serde_json::from_str(raw).unwrap();
+        assert_eq!(item.id.as_deref(), Some("i"));
+        assert_eq!(item.item_type, Some(ChatItemType::Attachment));
+        assert_eq!(item.related_contact_id.as_deref(), Some("r"));
+        assert_eq!(item.contact_id.as_deref(), Some("k"));
+        assert_eq!(item.attachments.as_ref().unwrap()[0].extra["X"], 1);
+        assert_eq!(item.extra["Esc\"aped"], "v\n");
+        assert_eq!(item.extra["Null"], Value::Null);
+        let back: Value = serde_json::to_value(&item).unwrap();
+        assert_eq!(back, serde_json::from_str::<Value>(raw).unwrap());
+        // Absent and null known fields are both None.
+        let empty: Item = serde_json::from_str(r#"{"Id":null}"#).unwrap();
+        assert_eq!(empty, Item::default());
+        for bad in [r#"[]"#, r#""x""#, r#"{"Id":5}"#, r#"{"Type":[]}"#] {
+            assert!(serde_json::from_str::<Item>(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]
