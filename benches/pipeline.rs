@@ -1,15 +1,23 @@
 //! Speed and memory of the client, each as a ratio against a baseline measured in the
 //! same run (so a slow or busy machine changes both sides alike):
 //!
-//! 1. frame decoding: `frame::decode` (typed outer frame with a borrowed `content`)
-//!    against parsing both layers into `serde_json::Value`;
-//! 2. end-to-end throughput: emulator → websocket → socket task → supervisor (dedup,
-//!    cursor) → Item channel, against a raw tokio-tungstenite reader that only counts
-//!    the same frames;
-//! 3. memory per idle subscribed session, against a raw tokio-tungstenite connection
+//! 1. frame decoding: `frame::decode` (one pass over the frame, the Item decoded from
+//!    the unescaped content) against parsing both layers into `serde_json::Value`;
+//! 2. end-to-end throughput in process: emulator → websocket → socket task →
+//!    supervisor (dedup, cursor) → Item channel, against a raw tokio-tungstenite reader
+//!    that only counts the same frames;
+//! 3. bursts: 100 000 Items published as fast as the emulator can into the
+//!    `connect-chatd tail` binary writing into a pipe, against the official web client
+//!    (amazon-connect-chatjs in Node, `interop/chatjs/burst.js`) and a raw reader on the
+//!    same emulator, rounds alternating; also the tail's CPU time per Item, a reader that
+//!    pauses 20 s halfway through a burst (reconnects, losses), and the time from a
+//!    dropped socket to the first live Item after the backfilled gap;
+//! 4. memory per idle subscribed session, against a raw tokio-tungstenite connection
 //!    with the default configuration.
 //!
-//! Run: `cargo bench --bench pipeline` (about half a minute).
+//! Run: `cargo bench --bench pipeline` (about two minutes; `-- decode` or `-- burst`
+//! for one part). The chatjs baseline needs `npm ci` in `interop/chatjs` (which
+//! `bash interop/run` does); without it that row is skipped.
 
 use connect_chatd::api::model::{ConnectionType, CreateParticipantConnectionRequest, ParticipantRole};
 use connect_chatd::api::{ApiClient, Endpoint};

@@ -22,7 +22,9 @@ fn main() -> ExitCode {
         }
     };
     let default_level = match cli.command {
-        Command::Demo(_) => "warn",
+        // The demo narrates reconnects and renewals in its own output; log records
+        // would break into the rendered chat.
+        Command::Demo(_) => "error",
         _ => "info",
     };
     connect_chatd::logging::init(cli.log_format, cli.log_level.as_deref().unwrap_or(default_level));

@@ -110,6 +110,28 @@ mod tests {
         assert_eq!(serde_json::from_str::<Item>(lines[1]).unwrap(), b);
     }
 
+    #[tokio::test]
+    async fn items_off_the_wire_are_written_as_the_service_sent_them() {
+        let frame = |inner: &str| serde_json::json!({"topic": "aws/chat", "content": inner}).to_string();
+        let item = |inner: &str| match crate::frame::decode(&frame(inner)).unwrap() {
+            crate::frame::Inbound::Chat(item) => *item,
+            other => panic!("{other:?}"),
+        };
+        // The service's own key order and spacing, kept byte for byte.
+        let wire = r#"{"Type":"MESSAGE", "Id":"a","Content":"café","Zed":[1,2]}"#;
+        // Pretty-printed text would break the one-line contract: serialised instead.
+        let pretty = "{\n  \"Id\": \"b\",\n  \"Type\": \"MESSAGE\"\n}";
+        let (a, b) = (item(wire), item(pretty));
+        assert_eq!(a.wire_json(), Some(wire));
+        assert_eq!(b.wire_json(), None);
+        let mut sink = JsonLines::new(Vec::new());
+        sink.push(&a).await.unwrap();
+        sink.push(&b).await.unwrap();
+        sink.flush().await.unwrap();
+        let out = String::from_utf8(sink.into_inner()).unwrap();
+        assert_eq!(out, format!("{wire}\n{{\"Id\":\"b\",\"Type\":\"MESSAGE\"}}\n"));
+    }
+
     /// Records each write: lines are held until `flush` or until a pipe's worth is ready.
     struct Writes(Vec<usize>, usize);
 

@@ -37,3 +37,21 @@ async fn the_demo_conversation_loses_nothing() {
     let gap2 = text.find("before 6pm").unwrap();
     assert!(before < gap1 && gap1 < gap2);
 }
+
+/// The demo binary narrates the drop itself and writes no log records into the
+/// rendered chat.
+#[test]
+fn the_demo_binary_keeps_log_records_out_of_the_chat() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_connect-chatd"))
+        .args(["demo", "--pace", "0.1"])
+        .env_remove("RUST_LOG")
+        .env_remove("CONNECT_CHATD_LOG_LEVEL")
+        .output()
+        .expect("the binary runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(stdout.contains("· connection lost: reconnecting"), "{stdout}");
+    assert!(stderr.trim().is_empty(), "log records in the demo: {stderr}");
+    assert!(!stdout.contains("WARN"), "{stdout}");
+}

@@ -710,6 +710,22 @@ mod tests {
     }
 
     #[test]
+    fn transcript_items_keep_their_own_text() {
+        let raw = r#"{"InitialContactId":"c","Transcript":[{"Id":"a","Type":"MESSAGE"},{"Type":"EVENT","Id":"b","New":true}],"NextToken":"n"}"#;
+        let page: GetTranscriptResponse = serde_json::from_slice(raw.as_bytes()).unwrap();
+        let texts: Vec<_> = page.transcript.iter().map(|i| i.wire_json().unwrap()).collect();
+        assert_eq!(
+            texts,
+            [
+                r#"{"Id":"a","Type":"MESSAGE"}"#,
+                r#"{"Type":"EVENT","Id":"b","New":true}"#
+            ]
+        );
+        assert_eq!(page.transcript[1].extra["New"], true);
+        assert!(serde_json::from_str::<GetTranscriptResponse>(r#"{"Transcript":[1]}"#).is_err());
+    }
+
+    #[test]
     fn chat_end_is_recognised_by_type_or_content_type() {
         let a: Item = serde_json::from_str(r#"{"Type":"CHAT_ENDED"}"#).unwrap();
         let b: Item = serde_json::from_str(&format!(
