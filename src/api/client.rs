@@ -9,6 +9,7 @@
 
 use super::endpoint::Endpoint;
 use super::error::{decode_error, ApiError};
+use super::limiter::RateLimiter;
 use super::model::*;
 use crate::clock::{parse_http_date, Clock};
 use crate::secret::Secret;
@@ -136,6 +137,7 @@ pub struct ApiClientBuilder {
     retry: RetryPolicy,
     timeout: Duration,
     clock: Clock,
+    limiter: RateLimiter,
 }
 
 impl ApiClientBuilder {
@@ -152,6 +154,13 @@ impl ApiClientBuilder {
 
     pub fn clock(mut self, clock: Clock) -> Self {
         self.clock = clock;
+        self
+    }
+
+    /// Every attempt of every call (retries too) waits for this limiter first; clones
+    /// of the client, and clients built with clones of the limiter, share it.
+    pub fn rate_limiter(mut self, limiter: RateLimiter) -> Self {
+        self.limiter = limiter;
         self
     }
 
@@ -173,6 +182,7 @@ impl ApiClientBuilder {
                 endpoint: self.endpoint,
                 retry: self.retry,
                 clock: self.clock,
+                limiter: self.limiter,
                 server_offset_ms: AtomicI64::new(0),
             }),
         })
@@ -184,6 +194,7 @@ struct Inner {
     endpoint: Endpoint,
     retry: RetryPolicy,
     clock: Clock,
+    limiter: RateLimiter,
     /// The server's clock minus ours, from the last response's `Date` header.
     server_offset_ms: AtomicI64,
 }
@@ -199,6 +210,7 @@ impl std::fmt::Debug for ApiClient {
         f.debug_struct("ApiClient")
             .field("endpoint", &self.inner.endpoint.base().as_str())
             .field("retry", &self.inner.retry)
+            .field("limiter", &self.inner.limiter)
             .finish()
     }
 }
@@ -210,6 +222,7 @@ impl ApiClient {
             retry: RetryPolicy::default(),
             timeout: Duration::from_secs(30),
             clock: Clock::new(),
+            limiter: RateLimiter::unlimited(),
         }
     }
 
@@ -407,7 +420,11 @@ impl ApiClient {
         } else {
             Method::POST
         };
-        let attempt = || self.send_once::<Resp>(op, method.clone(), url.clone(), bearer, body.as_deref());
+        let attempt = || async {
+            self.inner.limiter.acquire(op).await;
+            self.send_once::<Resp>(op, method.clone(), url.clone(), bearer, body.as_deref())
+                .await
+        };
         attempt
             .retry(self.inner.retry.backoff())
             .sleep(tokio::time::sleep)

@@ -1,11 +1,14 @@
 //! The Participant Service HTTP API: typed models, endpoint resolution, the client,
-//! error decoding and retry policy. It knows nothing of websockets or sessions.
+//! error decoding, retry policy and the per-operation rate limiter. It knows nothing of
+//! websockets or sessions.
 
 pub mod client;
 pub mod endpoint;
 pub mod error;
+pub mod limiter;
 pub mod model;
 
 pub use client::{ApiClient, ApiClientBuilder, Operation, RetryPolicy};
 pub use endpoint::{Endpoint, EndpointError, EndpointVariant};
 pub use error::{ApiError, ErrorCode};
+pub use limiter::{Limit, RateLimiter};
