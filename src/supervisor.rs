@@ -133,6 +133,9 @@ pub enum SessionError {
     /// A non-retryable error (400, 404, …).
     #[error("the service refused the session: {0}")]
     Fatal(#[source] ApiError),
+    /// The session's task panicked (a bug): that session ends, nothing else does.
+    #[error("the session failed unexpectedly: {0}")]
+    Panicked(String),
 }
 
 /// The ConnectionToken and when it expires.
@@ -345,7 +348,20 @@ struct SessionJoin(Option<tokio::task::JoinHandle<Result<SessionOutcome, Session
 impl SessionJoin {
     async fn join(mut self) -> Result<SessionOutcome, SessionError> {
         let handle = self.0.as_mut().expect("joined once");
-        let result = handle.await.expect("the session task does not panic");
+        let result = match handle.await {
+            Ok(result) => result,
+            Err(e) => {
+                let why = match e.try_into_panic() {
+                    Ok(p) => p
+                        .downcast_ref::<&str>()
+                        .map(|s| s.to_string())
+                        .or_else(|| p.downcast_ref::<String>().cloned())
+                        .unwrap_or_else(|| "a panic".into()),
+                    Err(_) => "the task was cancelled".into(),
+                };
+                Err(SessionError::Panicked(why))
+            }
+        };
         self.0 = None;
         result
     }
