@@ -13,8 +13,9 @@
 //!
 //! The Id memory is bounded ([`RECENT_IDS`]), and correctness does not depend on its
 //! size: it only has to cover Items that share one millisecond. The cursor (the last
-//! persisted Item delivered) is where a backfill starts; its time is the newest time
-//! delivered, so it never moves back.
+//! persisted Item delivered) is where a backfill starts; its time is the newest time of
+//! a persisted Item delivered, so it never moves back. Ephemeral Items (typing,
+//! receipts) are held to the same rule but never move the cursor.
 
 use crate::api::model::Item;
 use std::collections::{HashSet, VecDeque};
@@ -97,7 +98,8 @@ pub struct Delivery {
     out: mpsc::Sender<Item>,
     recent: RecentIds,
     cursor: Option<Cursor>,
-    /// The newest `AbsoluteTime` delivered: nothing older is delivered again.
+    /// The cursor's time (the newest `AbsoluteTime` of a persisted Item delivered):
+    /// nothing older is delivered again.
     newest: Option<TimeKey>,
     stats: Arc<SessionStats>,
 }
@@ -134,7 +136,9 @@ impl Delivery {
         if let Some(id) = &item.id {
             self.recent.insert(id);
         }
-        self.note_time(item.absolute_time.as_deref());
+        if !item.is_ephemeral() {
+            self.note_time(item.absolute_time.as_deref());
+        }
         self.advance(item);
     }
 
@@ -154,7 +158,9 @@ impl Delivery {
         if item.id.is_none() {
             tracing::debug!("delivering an Item without an Id (it cannot be de-duplicated)")
         }
-        if let Some(at) = at {
+        // Only Items the transcript keeps move the cursor (and so the time rule): a
+        // typing indicator is never where a backfill starts.
+        if let (Some(at), false) = (at, item.is_ephemeral()) {
             self.newest = Some(self.newest.map_or(at, |n| n.max(at)));
         }
         self.advance(&item);
@@ -395,6 +401,32 @@ mod tests {
             .map(|i| i.id.unwrap())
             .collect();
         assert_eq!(got, ["a", "b", "c", "u"]);
+    }
+
+    #[tokio::test]
+    async fn ephemeral_items_do_not_move_the_time_rule() {
+        let (tx, mut rx) = mpsc::channel(10);
+        let mut d = Delivery::new(tx, Arc::new(SessionStats::default()));
+        d.offer(timed("m1", 10), Source::Live).await.unwrap();
+        let mut typing = timed("t", 50);
+        typing.item_type = Some(ChatItemType::Typing);
+        d.offer(typing, Source::Live).await.unwrap();
+        // A message older than the typing indicator, newer than the cursor: delivered.
+        assert_eq!(
+            d.offer(timed("m2", 30), Source::Transcript).await,
+            Ok(Offered::Delivered)
+        );
+        let mut late = timed("t2", 20);
+        late.item_type = Some(ChatItemType::Typing);
+        assert_eq!(
+            d.offer(late, Source::Live).await,
+            Ok(Offered::Duplicate),
+            "older than the cursor"
+        );
+        let got: Vec<String> = std::iter::from_fn(|| rx.try_recv().ok())
+            .map(|i| i.id.unwrap())
+            .collect();
+        assert_eq!(got, ["m1", "t", "m2"]);
     }
 
     #[test]
