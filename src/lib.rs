@@ -11,11 +11,13 @@
 pub mod api;
 pub mod cli;
 pub mod clock;
+pub mod config;
 pub mod delivery;
 pub mod demo;
 pub mod emulator;
 pub mod exit;
 pub mod frame;
+pub mod journal;
 pub mod logging;
 pub mod secret;
 pub mod sink;

@@ -1,0 +1,82 @@
+//! What `check-config` prints on success: one `key: value` line per fact. Secrets are
+//! never shown: token files appear by path only.
+
+use super::duration::display;
+use super::{ControlListen, DaemonConfig};
+use crate::logging::LogFormat;
+use crate::supervisor::History;
+use std::fmt::Write;
+
+impl DaemonConfig {
+    /// One line per fact, each ending in a newline.
+    pub fn summary(&self) -> String {
+        let mut s = String::new();
+        let mut line = |k: &str, v: String| {
+            let _ = writeln!(s, "{k}: {v}");
+        };
+        line("config", self.config_path.display().to_string());
+        let how = match (&self.target.region, &self.target.endpoint) {
+            (Some(r), _) if self.target.fips => format!(" (region {r}, FIPS)"),
+            (Some(r), _) if self.target.dual_stack => format!(" (region {r}, dual-stack)"),
+            (Some(r), _) => format!(" (region {r})"),
+            _ => " (explicit endpoint)".to_string(),
+        };
+        line("endpoint", format!("{}{how}", self.endpoint.base()));
+        line("state_dir", self.state_dir.display().to_string());
+        line("heartbeat_interval", display(self.heartbeat_interval));
+        line("stdout", self.stdout.to_string());
+        line("control.listen", self.control.listen.to_string());
+        if let Some(t) = &self.control.token_file {
+            line("control.token_file", t.display().to_string());
+        }
+        if matches!(self.control.listen, ControlListen::Tcp(_)) {
+            line("control.allow_remote", self.control.allow_remote.to_string());
+        }
+        line(
+            "http.listen",
+            self.http
+                .listen
+                .map_or_else(|| "off".to_string(), |a| a.to_string()),
+        );
+        line("journal.fsync", self.journal.fsync.as_str().to_string());
+        line("journal.retention", display(self.journal.retention));
+        let format = match self.log.format {
+            LogFormat::Text => "text",
+            LogFormat::Json => "json",
+        };
+        line("log.format", format.to_string());
+        line("log.level", self.log.level.clone());
+        for (op, l) in &self.limits {
+            let shared = if l.bucket != *op {
+                format!(" (shared bucket {})", l.bucket)
+            } else {
+                String::new()
+            };
+            line(
+                &format!("limits.{op}"),
+                format!("{}/s burst {}{shared}", l.rate, l.burst),
+            );
+        }
+        line("sessions", self.sessions.len().to_string());
+        for sess in &self.sessions {
+            let history = match sess.history {
+                History::All => "all",
+                History::None => "none",
+            };
+            let labels = if sess.labels.is_empty() {
+                String::new()
+            } else {
+                let l: Vec<String> = sess.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                format!(" labels {}", l.join(","))
+            };
+            line(
+                &format!("session {}", sess.name),
+                format!(
+                    "token file {} history {history}{labels}",
+                    sess.participant_token_file.display()
+                ),
+            );
+        }
+        s
+    }
+}

@@ -1,0 +1,358 @@
+//! The journal's one writer: a thread that owns the writing connection, takes commands
+//! from a bounded channel, and commits them — every command waiting in the channel, from
+//! all sessions, in one transaction (group commit), or each Item on its own with
+//! [`Fsync::Always`]. Each command runs in a savepoint, so one that fails is rolled back
+//! and reported alone while the rest of its group commits. After a commit the new
+//! entries go out on the broadcast channel, in seq order, and then the callers hear back.
+
+use super::error::{Context, JournalError};
+use super::ops::run_op;
+use super::registry::SessionRecord;
+use super::{Fsync, JournalEntry, Seq};
+use crate::clock::format_timestamp;
+use crate::secret::Secret;
+use rusqlite::{params, Connection};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use time::OffsetDateTime;
+use tokio::sync::{broadcast, mpsc, oneshot};
+
+/// A group commit stops taking commands once it holds this many Items (a single
+/// command is never split, however large).
+pub(crate) const MAX_BATCH_ITEMS: usize = 512;
+
+/// An Item ready to be journalled (its JSON already encoded by the caller's task).
+pub(crate) struct NewItem {
+    pub item_id: Option<String>,
+    pub absolute_time: Option<String>,
+    pub ephemeral: bool,
+    pub json: Arc<str>,
+}
+
+pub(crate) type Reply<T> = oneshot::Sender<Result<T, JournalError>>;
+
+pub(crate) enum Command {
+    Append {
+        session: String,
+        items: Vec<NewItem>,
+        reply: Reply<Vec<Option<Seq>>>,
+    },
+    Op {
+        op: Op,
+        reply: Reply<usize>,
+    },
+}
+
+/// A write other than an append; its result is a count of rows (changed or deleted).
+pub(crate) enum Op {
+    PutSession(Box<SessionRecord>),
+    SetState {
+        name: String,
+        state: String,
+        last_error: Option<String>,
+        ended: bool,
+    },
+    SetConnection {
+        name: String,
+        token: Secret,
+        expiry: String,
+    },
+    RemoveSession(String),
+    SetPosition {
+        name: String,
+        seq: Seq,
+    },
+    /// Deletes what retention allows, for a cutoff time in RFC 3339.
+    Purge {
+        cutoff: String,
+    },
+}
+
+/// The writer's counters, shared with [`Journal::stats`](super::Journal::stats).
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    commits: AtomicU64,
+    appended: AtomicU64,
+    skipped: AtomicU64,
+}
+
+/// What the writer has done since the journal was opened (for metrics).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct JournalStats {
+    /// Transactions committed.
+    pub commits: u64,
+    /// Items journalled.
+    pub appended: u64,
+    /// Items skipped as already journalled.
+    pub skipped: u64,
+}
+
+impl Counters {
+    pub fn snapshot(&self) -> JournalStats {
+        JournalStats {
+            commits: self.commits.load(Ordering::Relaxed),
+            appended: self.appended.load(Ordering::Relaxed),
+            skipped: self.skipped.load(Ordering::Relaxed),
+        }
+    }
+
+    fn committed(&self, appended: usize, skipped: usize) {
+        self.commits.fetch_add(1, Ordering::Relaxed);
+        self.appended.fetch_add(appended as u64, Ordering::Relaxed);
+        self.skipped.fetch_add(skipped as u64, Ordering::Relaxed);
+    }
+}
+
+impl Command {
+    fn weight(&self) -> usize {
+        match self {
+            Command::Append { items, .. } => items.len().max(1),
+            Command::Op { .. } => 1,
+        }
+    }
+}
+
+pub(crate) struct Writer {
+    pub conn: Connection,
+    pub path: PathBuf,
+    pub fsync: Fsync,
+    pub entries: broadcast::Sender<Arc<JournalEntry>>,
+    pub counters: Arc<Counters>,
+}
+
+/// A command's result, held until its transaction commits.
+enum Done {
+    Append(Reply<Vec<Option<Seq>>>, Result<Vec<Option<Seq>>, JournalError>),
+    Op(Reply<usize>, Result<usize, JournalError>),
+}
+
+impl Writer {
+    /// Runs until every sender is gone and the channel is drained.
+    pub fn run(mut self, mut rx: mpsc::Receiver<Command>) {
+        while let Some(first) = rx.blocking_recv() {
+            let mut weight = first.weight();
+            let mut batch = vec![first];
+            while weight < MAX_BATCH_ITEMS {
+                match rx.try_recv() {
+                    Ok(cmd) => {
+                        weight += cmd.weight();
+                        batch.push(cmd);
+                    }
+                    Err(_) => break,
+                }
+            }
+            match self.fsync {
+                Fsync::Always => batch.into_iter().for_each(|cmd| self.commit_alone(cmd)),
+                Fsync::Batch | Fsync::Never => self.commit_group(batch),
+            }
+        }
+        tracing::debug!(path = %self.path.display(), "journal writer stopped");
+    }
+
+    /// One transaction for the whole batch, a savepoint per command.
+    fn commit_group(&mut self, batch: Vec<Command>) {
+        let now = format_timestamp(OffsetDateTime::now_utc());
+        let mut done = Vec::with_capacity(batch.len());
+        let mut published = Vec::new();
+        let path = self.path.clone();
+        let mut tx = match self
+            .conn
+            .transaction()
+            .ctx(&path, || "begin a group commit".into())
+        {
+            Ok(tx) => tx,
+            Err(e) => return fail_all(batch, e),
+        };
+        for cmd in batch {
+            let mut sp = match tx.savepoint().ctx(&path, || "begin a savepoint".into()) {
+                Ok(sp) => sp,
+                Err(e) => {
+                    done.push(fail(cmd, e));
+                    continue;
+                }
+            };
+            let mut entries = Vec::new();
+            let outcome = match cmd {
+                Command::Append {
+                    session,
+                    items,
+                    reply,
+                } => {
+                    let r = items
+                        .into_iter()
+                        .map(|item| insert(&sp, &path, &session, item, &now, &mut entries))
+                        .collect::<Result<Vec<_>, _>>();
+                    Done::Append(reply, r)
+                }
+                Command::Op { op, reply } => Done::Op(reply, run_op(&sp, &path, op, &now)),
+            };
+            let ok = match &outcome {
+                Done::Append(_, r) => r.is_ok(),
+                Done::Op(_, r) => r.is_ok(),
+            };
+            let finished = if ok {
+                sp.commit().ctx(&path, || "release a savepoint".into())
+            } else {
+                sp.rollback().ctx(&path, || "roll back a savepoint".into())
+            };
+            match (finished, outcome) {
+                (Ok(()), outcome) => {
+                    if ok {
+                        published.append(&mut entries);
+                    }
+                    done.push(outcome);
+                }
+                (Err(e), Done::Append(reply, _)) => done.push(Done::Append(reply, Err(e))),
+                (Err(e), Done::Op(reply, _)) => done.push(Done::Op(reply, Err(e))),
+            }
+        }
+        match tx.commit().ctx(&path, || "commit".into()) {
+            Ok(()) => {
+                let skipped = done.iter().map(Done::skipped).sum();
+                self.counters.committed(published.len(), skipped);
+                self.publish(published);
+                done.into_iter().for_each(Done::send);
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "journal group commit failed");
+                for d in done {
+                    match d {
+                        Done::Append(reply, _) => _ = reply.send(Err(e.clone())),
+                        Done::Op(reply, _) => _ = reply.send(Err(e.clone())),
+                    }
+                }
+            }
+        }
+    }
+
+    /// [`Fsync::Always`]: a transaction (and so an fsync) per Item and per operation.
+    fn commit_alone(&mut self, cmd: Command) {
+        let now = format_timestamp(OffsetDateTime::now_utc());
+        let path = self.path.clone();
+        match cmd {
+            Command::Append {
+                session,
+                items,
+                reply,
+            } => {
+                let mut seqs = Vec::with_capacity(items.len());
+                for item in items {
+                    let mut entries = Vec::new();
+                    let r = self
+                        .conn
+                        .transaction()
+                        .ctx(&path, || "begin".into())
+                        .and_then(|tx| {
+                            let seq = insert(&tx, &path, &session, item, &now, &mut entries)?;
+                            tx.commit().ctx(&path, || "commit".into())?;
+                            Ok(seq)
+                        });
+                    match r {
+                        Ok(seq) => {
+                            self.counters.committed(entries.len(), usize::from(seq.is_none()));
+                            self.publish(entries);
+                            seqs.push(seq);
+                        }
+                        Err(e) => {
+                            _ = reply.send(Err(e));
+                            return;
+                        }
+                    }
+                }
+                _ = reply.send(Ok(seqs));
+            }
+            Command::Op { op, reply } => {
+                let r = self
+                    .conn
+                    .transaction()
+                    .ctx(&path, || "begin".into())
+                    .and_then(|tx| {
+                        let n = run_op(&tx, &path, op, &now)?;
+                        tx.commit().ctx(&path, || "commit".into())?;
+                        Ok(n)
+                    });
+                if r.is_ok() {
+                    self.counters.committed(0, 0);
+                }
+                _ = reply.send(r);
+            }
+        }
+    }
+
+    fn publish(&self, entries: Vec<JournalEntry>) {
+        for entry in entries {
+            // An error only means nobody is subscribed.
+            _ = self.entries.send(Arc::new(entry));
+        }
+    }
+}
+
+impl Done {
+    fn skipped(&self) -> usize {
+        match self {
+            Done::Append(_, Ok(seqs)) => seqs.iter().filter(|s| s.is_none()).count(),
+            _ => 0,
+        }
+    }
+
+    fn send(self) {
+        match self {
+            Done::Append(reply, r) => _ = reply.send(r),
+            Done::Op(reply, r) => _ = reply.send(r),
+        }
+    }
+}
+
+fn fail(cmd: Command, e: JournalError) -> Done {
+    match cmd {
+        Command::Append { reply, .. } => Done::Append(reply, Err(e)),
+        Command::Op { reply, .. } => Done::Op(reply, Err(e)),
+    }
+}
+
+fn fail_all(batch: Vec<Command>, e: JournalError) {
+    tracing::error!(error = %e, "journal group commit failed");
+    batch.into_iter().for_each(|cmd| fail(cmd, e.clone()).send());
+}
+
+/// Journals one Item unless its (session, Id) already is: `Some(seq)`, or `None` if
+/// skipped. A journalled Item is added to `entries`, for publishing after the commit.
+fn insert(
+    conn: &Connection,
+    path: &std::path::Path,
+    session: &str,
+    item: NewItem,
+    now: &str,
+    entries: &mut Vec<JournalEntry>,
+) -> Result<Option<Seq>, JournalError> {
+    let what = || format!("append an Item to session {session:?}");
+    let mut stmt = conn
+        .prepare_cached(
+            "INSERT OR IGNORE INTO items (session, item_id, absolute_time, ephemeral, json, committed_at) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        )
+        .ctx(path, what)?;
+    let changed = stmt
+        .execute(params![
+            session,
+            item.item_id,
+            item.absolute_time,
+            item.ephemeral,
+            &*item.json,
+            now
+        ])
+        .ctx(path, what)?;
+    if changed == 0 {
+        return Ok(None);
+    }
+    let seq = conn.last_insert_rowid();
+    entries.push(JournalEntry {
+        seq,
+        session: session.to_string(),
+        item_id: item.item_id,
+        absolute_time: item.absolute_time,
+        json: item.json,
+    });
+    Ok(Some(seq))
+}
