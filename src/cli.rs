@@ -45,6 +45,105 @@ pub enum Command {
     Emulator(EmulatorArgs),
     /// Run a scripted chat against the built-in emulator and tail it (no AWS needed).
     Demo(DemoArgs),
+    /// Run the daemon: many chats in one process, a journal, a control API.
+    Run(RunArgs),
+    /// Validate the daemon's configuration without connecting, and print a summary.
+    CheckConfig(RunArgs),
+    /// Add, list, show or remove the sessions of a running daemon.
+    Sessions(SessionsArgs),
+    /// Follow a running daemon's Items (one session's, or all) as JSON lines on stdout.
+    Stream(StreamArgs),
+}
+
+/// `run` and `check-config`: the configuration file and the flags that override it.
+#[derive(Debug, Args, Clone)]
+pub struct RunArgs {
+    /// The daemon's TOML configuration.
+    #[arg(long, env = "CONNECT_CHATD_CONFIG", value_name = "PATH")]
+    pub config: PathBuf,
+    /// Overrides `state_dir`.
+    #[arg(long, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+    /// Overrides `region` (and replaces an `endpoint` from the file or environment).
+    #[arg(long, conflicts_with = "endpoint")]
+    pub region: Option<String>,
+    /// Overrides `endpoint` (and replaces a `region` from the file or environment).
+    #[arg(long)]
+    pub endpoint: Option<String>,
+    /// Overrides `control.listen` (`unix:PATH` or a loopback `IP:PORT`).
+    #[arg(long, value_name = "ADDR")]
+    pub control_listen: Option<String>,
+    /// Overrides `stdout` (`true` or `false`).
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
+    pub stdout: Option<bool>,
+}
+
+/// Where a running daemon's control API is (for `sessions` and `stream`).
+#[derive(Debug, Args, Clone)]
+pub struct ControlArgs {
+    /// `unix:PATH` or `IP:PORT`; default: `control.listen` of `--config`.
+    #[arg(long, env = "CONNECT_CHATD_CONTROL", value_name = "ADDR")]
+    pub control: Option<String>,
+    /// The daemon's configuration, to find the control API (and its bearer secret).
+    #[arg(long, env = "CONNECT_CHATD_CONFIG", value_name = "PATH")]
+    pub config: Option<PathBuf>,
+    /// File holding the bearer secret for a TCP control address (default: the
+    /// configuration's `control.token_file`).
+    #[arg(long, value_name = "PATH")]
+    pub control_token_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct SessionsArgs {
+    #[command(flatten)]
+    pub control: ControlArgs,
+    #[command(subcommand)]
+    pub action: SessionsAction,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SessionsAction {
+    /// Follow a new chat (or get the session that already holds this token).
+    Add {
+        /// File holding the ParticipantToken.
+        #[arg(long, value_name = "PATH")]
+        participant_token_file: PathBuf,
+        /// The session's name (1-64 of A-Z a-z 0-9 . _ -); generated when not given.
+        #[arg(long)]
+        name: Option<String>,
+        /// all: journal the transcript so far, then follow; none: only new Items.
+        #[arg(long, value_enum, default_value_t = HistoryArg::All)]
+        history: HistoryArg,
+        /// A label, KEY=VALUE (repeatable).
+        #[arg(long = "label", value_name = "KEY=VALUE")]
+        labels: Vec<String>,
+    },
+    /// Every session, as `{"sessions": [...]}`.
+    List,
+    /// One session.
+    Show { name: String },
+    /// Stop following a session (its Items stay readable for the retention period).
+    Remove {
+        name: String,
+        /// Also end this participant's part in the chat (DisconnectParticipant).
+        #[arg(long)]
+        disconnect: bool,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct StreamArgs {
+    #[command(flatten)]
+    pub control: ControlArgs,
+    /// One session's Items (`data` is the Item); without it, every session's
+    /// (`{"session": NAME, "item": {...}}`).
+    pub name: Option<String>,
+    /// Resume right after this Item Id (`NAME/ID` without a session name).
+    #[arg(long, value_name = "ID", conflicts_with = "from_start")]
+    pub after: Option<String>,
+    /// Replay everything the journal holds first (default: from now on).
+    #[arg(long)]
+    pub from_start: bool,
 }
 
 /// Where the service is.

@@ -1,16 +1,21 @@
 //! The `connect-chatd` binary: argument parsing, logging, signals and exit codes around
 //! the library's pieces.
 
-use clap::Parser;
+use clap::parser::ValueSource;
+use clap::{CommandFactory, FromArgMatches};
 use connect_chatd::cli::{Cli, Command, ConfigError, ConnectArgs, ConnectionTypeArg, EmulatorArgs, TailArgs};
+use connect_chatd::daemon::commands as daemon;
 use connect_chatd::exit;
 use connect_chatd::supervisor::{SessionError, SessionOutcome};
 use connect_chatd::tail::TailError;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
-        Ok(cli) => cli,
+    let parsed = Cli::command()
+        .try_get_matches()
+        .and_then(|m| Cli::from_arg_matches(&m).map(|cli| (cli, m)));
+    let (cli, matches) = match parsed {
+        Ok(v) => v,
         Err(e) => {
             let _ = e.print();
             return match e.kind() {
@@ -27,8 +32,34 @@ fn main() -> ExitCode {
         Command::Demo(_) => "error",
         _ => "info",
     };
-    connect_chatd::logging::init(cli.log_format, cli.log_level.as_deref().unwrap_or(default_level));
-    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    // The daemon's log settings come from its configuration, where the flags are the
+    // top layer (only when given on the command line: the environment is a lower one).
+    let daemon_config = match &cli.command {
+        Command::Run(args) | Command::CheckConfig(args) => {
+            let given = |id: &str| matches.value_source(id) == Some(ValueSource::CommandLine);
+            let mut overrides = daemon::overrides(args);
+            overrides.log_level = cli.log_level.clone().filter(|_| given("log_level"));
+            overrides.log_format = given("log_format").then_some(cli.log_format);
+            match daemon::load(args, &overrides) {
+                Ok(cfg) => Some(cfg),
+                Err(code) => return exit::code(code),
+            }
+        }
+        _ => None,
+    };
+    match &daemon_config {
+        Some(cfg) => connect_chatd::logging::init(cfg.log.format, &cfg.log.level),
+        None => {
+            connect_chatd::logging::init(cli.log_format, cli.log_level.as_deref().unwrap_or(default_level))
+        }
+    }
+    // Many chats in one process use both cores; one chat needs no more than one thread.
+    let runtime = if matches!(cli.command, Command::Run(_)) {
+        tokio::runtime::Builder::new_multi_thread().enable_all().build()
+    } else {
+        tokio::runtime::Builder::new_current_thread().enable_all().build()
+    };
+    let runtime = match runtime {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("connect-chatd: cannot start the runtime: {e}");
@@ -41,6 +72,10 @@ fn main() -> ExitCode {
             Command::Connect(args) => connect(args).await,
             Command::Emulator(args) => emulator(args).await,
             Command::Demo(args) => demo(args.pace).await,
+            Command::Run(_) => daemon::run(daemon_config.expect("loaded above"), shutdown_signal()).await,
+            Command::CheckConfig(_) => daemon::check_config(daemon_config.as_ref().expect("loaded above")),
+            Command::Sessions(args) => daemon::sessions(args).await,
+            Command::Stream(args) => daemon::stream(args).await,
         }
     });
     exit::code(code)

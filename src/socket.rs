@@ -220,7 +220,7 @@ pub async fn open(url: &PresignedUrl, cfg: &SocketConfig) -> Result<SocketHandle
         cfg: cfg.clone(),
         malformed: 0,
     };
-    tokio::spawn(task.run(close_rx, early));
+    tokio::spawn(tracing::Instrument::in_current_span(task.run(close_rx, early)));
     Ok(SocketHandle {
         id,
         events: rx,

@@ -464,7 +464,10 @@ impl Supervisor {
         }
         let stats = sup.stats.clone();
         let credentials = sup.credentials_tx.subscribe();
-        let task = SessionJoin(Some(tokio::spawn(sup.run())));
+        // The caller's span (the daemon's `session`) follows the task and its logs.
+        let task = SessionJoin(Some(tokio::spawn(tracing::Instrument::in_current_span(
+            sup.run(),
+        ))));
         SessionHandle {
             items: rx,
             state,

@@ -1,0 +1,379 @@
+//! The control API: HTTP/1.1 + JSON under `/v1`, on a unix socket (mode 0600) or a
+//! loopback TCP address guarded by a bearer secret.
+//!
+//! | route | what |
+//! |---|---|
+//! | `POST /v1/sessions` | add a session (`201`), or get the one holding that token (`200`) |
+//! | `GET /v1/sessions` | `{"sessions": [...]}` |
+//! | `GET /v1/sessions/{name}` | one session |
+//! | `DELETE /v1/sessions/{name}[?disconnect=true]` | stop following it (`204`) |
+//! | `GET /v1/sessions/{name}/items` | its Items as Server-Sent Events (`id:` = Item Id) |
+//! | `GET /v1/items` | every session's Items (`id:` = `NAME/ID`) |
+//!
+//! Every error is `{"error": {"code", "message"}}` with the status it names.
+
+use super::feed::{self, Start};
+use super::{Daemon, DaemonError, NewSession};
+use crate::journal::JournalEntry;
+use crate::secret::Secret;
+use crate::supervisor::History;
+use axum::body::Bytes;
+use axum::extract::{Path, Query, Request, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Largest request body accepted.
+pub const BODY_LIMIT: usize = 64 * 1024;
+
+/// How often an idle stream gets a comment line (keeps proxies from closing it).
+const STREAM_KEEPALIVE: Duration = Duration::from_secs(15);
+
+/// The one error type of the API, and its JSON shape.
+#[derive(Debug)]
+pub struct ApiFailure {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+}
+
+impl ApiFailure {
+    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiFailure {
+        ApiFailure {
+            status,
+            code,
+            message: message.into(),
+        }
+    }
+
+    fn bad_request(message: impl Into<String>) -> ApiFailure {
+        ApiFailure::new(StatusCode::BAD_REQUEST, "bad_request", message)
+    }
+}
+
+impl IntoResponse for ApiFailure {
+    fn into_response(self) -> Response {
+        let body = serde_json::json!({"error": {"code": self.code, "message": self.message}});
+        (self.status, Json(body)).into_response()
+    }
+}
+
+impl From<DaemonError> for ApiFailure {
+    fn from(e: DaemonError) -> ApiFailure {
+        let (status, code) = match &e {
+            DaemonError::Invalid { .. } => (StatusCode::BAD_REQUEST, "bad_request"),
+            DaemonError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
+            DaemonError::NameTaken(_) => (StatusCode::CONFLICT, "conflict"),
+            DaemonError::ShuttingDown => (StatusCode::SERVICE_UNAVAILABLE, "shutting_down"),
+            DaemonError::Journal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+        };
+        ApiFailure::new(status, code, e.to_string())
+    }
+}
+
+/// A JSON body: `application/json` (else 415), within [`BODY_LIMIT`] (else 413), of
+/// the expected shape (else 400 naming the field).
+pub struct JsonBody<T>(pub T);
+
+impl<S: Send + Sync, T: serde::de::DeserializeOwned> axum::extract::FromRequest<S> for JsonBody<T> {
+    type Rejection = ApiFailure;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiFailure> {
+        let is_json = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(';').next())
+            .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/json"));
+        if !is_json {
+            return Err(ApiFailure::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                "the body must be application/json",
+            ));
+        }
+        let bytes = Bytes::from_request(req, state).await.map_err(|e| {
+            if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                ApiFailure::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "payload_too_large",
+                    format!("the body is over {BODY_LIMIT} bytes"),
+                )
+            } else {
+                ApiFailure::bad_request(format!("cannot read the body: {e}"))
+            }
+        })?;
+        serde_json::from_slice(&bytes)
+            .map(JsonBody)
+            .map_err(|e| ApiFailure::bad_request(format!("invalid body: {e}")))
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AddBody {
+    participant_token: String,
+    name: Option<String>,
+    history: Option<String>,
+    labels: Option<BTreeMap<String, String>>,
+}
+
+type AppState = Arc<Daemon>;
+
+/// The router, with bearer authentication when `bearer` is set.
+pub fn router(daemon: Arc<Daemon>, bearer: Option<Secret>) -> Router {
+    let mut app = Router::new()
+        .route("/v1/sessions", get(list_sessions).post(add_session))
+        .route("/v1/sessions/{name}", get(show_session).delete(remove_session))
+        .route("/v1/sessions/{name}/items", get(session_items))
+        .route("/v1/items", get(all_items))
+        .fallback(|| async { ApiFailure::new(StatusCode::NOT_FOUND, "not_found", "no such route") })
+        .method_not_allowed_fallback(|| async {
+            ApiFailure::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "method not allowed on this route",
+            )
+        })
+        .layer(axum::extract::DefaultBodyLimit::max(BODY_LIMIT))
+        .with_state(daemon);
+    if let Some(secret) = bearer {
+        let secret = Arc::new(secret);
+        app = app.layer(middleware::from_fn(move |req: Request, next: Next| {
+            let secret = secret.clone();
+            async move { authenticate(&secret, req, next).await }
+        }));
+    }
+    app
+}
+
+async fn authenticate(secret: &Secret, req: Request, next: Next) -> Response {
+    let given = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    if constant_time_eq(given.as_bytes(), secret.expose().as_bytes()) {
+        next.run(req).await
+    } else {
+        ApiFailure::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "a valid bearer token is required",
+        )
+        .into_response()
+    }
+}
+
+/// Compares without an early exit, so timing does not tell how much of a guess was right.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    let mut diff = a.len() ^ b.len();
+    for (i, x) in a.iter().enumerate() {
+        diff |= usize::from(x ^ b.get(i % b.len().max(1)).copied().unwrap_or(0));
+    }
+    diff == 0 && !b.is_empty()
+}
+
+async fn list_sessions(State(daemon): State<AppState>) -> Response {
+    Json(serde_json::json!({ "sessions": daemon.list() })).into_response()
+}
+
+async fn add_session(
+    State(daemon): State<AppState>,
+    JsonBody(body): JsonBody<AddBody>,
+) -> Result<Response, ApiFailure> {
+    let token = body.participant_token.trim();
+    if token.is_empty() {
+        return Err(ApiFailure::bad_request("participant_token must not be empty"));
+    }
+    let history = match body.history.as_deref() {
+        None | Some("all") => History::All,
+        Some("none") => History::None,
+        Some(other) => {
+            return Err(ApiFailure::bad_request(format!(
+                "history must be \"all\" or \"none\", not {other:?}"
+            )))
+        }
+    };
+    let (view, created) = daemon
+        .add(NewSession {
+            participant_token: Secret::new(token),
+            name: body.name,
+            history,
+            labels: body.labels.unwrap_or_default(),
+            source: crate::journal::SessionSource::Api,
+        })
+        .await?;
+    let status = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, Json(view)).into_response())
+}
+
+async fn show_session(
+    State(daemon): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Response, ApiFailure> {
+    daemon
+        .get(&name)
+        .map(|v| Json(v).into_response())
+        .ok_or_else(|| DaemonError::NotFound(name).into())
+}
+
+#[derive(Deserialize)]
+struct RemoveQuery {
+    disconnect: Option<bool>,
+}
+
+async fn remove_session(
+    State(daemon): State<AppState>,
+    Path(name): Path<String>,
+    query: Result<Query<RemoveQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ApiFailure> {
+    let Query(q) = query.map_err(|e| ApiFailure::bad_request(format!("disconnect: {e}")))?;
+    daemon.remove(&name, q.disconnect.unwrap_or(false)).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+#[derive(Deserialize)]
+struct StreamQuery {
+    after: Option<String>,
+    from: Option<String>,
+}
+
+/// The resume position: `Last-Event-ID` wins over `?after=`; `?from=start` replays
+/// everything; otherwise the stream starts with what is committed from now on.
+fn resume_id(headers: &HeaderMap, q: &StreamQuery) -> Result<Option<String>, ApiFailure> {
+    if let Some(v) = headers.get("last-event-id") {
+        let id = v
+            .to_str()
+            .map_err(|_| ApiFailure::bad_request("Last-Event-ID is not text"))?;
+        return Ok(Some(id.to_string()));
+    }
+    Ok(q.after.clone())
+}
+
+fn start_from(q: &StreamQuery, after: Option<crate::journal::Seq>) -> Result<Start, ApiFailure> {
+    match (after, q.from.as_deref()) {
+        (Some(seq), _) => Ok(Start::After(seq)),
+        (None, Some("start")) => Ok(Start::Start),
+        (None, None) => Ok(Start::Now),
+        (None, Some(other)) => Err(ApiFailure::bad_request(format!(
+            "from must be \"start\", not {other:?}"
+        ))),
+    }
+}
+
+/// The journal position of Item `id` of `session`, for a resume.
+async fn seq_of(daemon: &Daemon, session: &str, id: &str) -> Result<crate::journal::Seq, ApiFailure> {
+    let (j, s, i) = (daemon.journal().clone(), session.to_string(), id.to_string());
+    let seq = tokio::task::spawn_blocking(move || j.seq_of(&s, &i))
+        .await
+        .map_err(|_| {
+            ApiFailure::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "journal read failed",
+            )
+        })?
+        .map_err(|e| ApiFailure::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?;
+    seq.ok_or_else(|| ApiFailure::bad_request(format!("after: no Item {id:?} in session {session:?}")))
+}
+
+async fn session_items(
+    State(daemon): State<AppState>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    query: Result<Query<StreamQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ApiFailure> {
+    let Query(q) = query.map_err(|e| ApiFailure::bad_request(e.to_string()))?;
+    if !daemon.knows(&name) {
+        return Err(DaemonError::NotFound(name).into());
+    }
+    let after = match resume_id(&headers, &q)? {
+        Some(id) => Some(seq_of(&daemon, &name, &id).await?),
+        None => None,
+    };
+    let entries = feed::follow(daemon.journal().clone(), Some(name), start_from(&q, after)?);
+    Ok(sse(entries, |e| {
+        (
+            e.item_id.clone().unwrap_or_else(|| format!("#{}", e.seq)),
+            e.json.to_string(),
+        )
+    }))
+}
+
+async fn all_items(
+    State(daemon): State<AppState>,
+    headers: HeaderMap,
+    query: Result<Query<StreamQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ApiFailure> {
+    let Query(q) = query.map_err(|e| ApiFailure::bad_request(e.to_string()))?;
+    let after = match resume_id(&headers, &q)? {
+        Some(id) => {
+            let (session, item) = id
+                .split_once('/')
+                .ok_or_else(|| ApiFailure::bad_request(format!("after: {id:?} is not NAME/ID")))?;
+            Some(seq_of(&daemon, session, item).await?)
+        }
+        None => None,
+    };
+    let entries = feed::follow(daemon.journal().clone(), None, start_from(&q, after)?);
+    Ok(sse(entries, |e| {
+        let mut data = Vec::new();
+        super::stdout::line(e, &mut data);
+        data.pop();
+        let id = format!(
+            "{}/{}",
+            e.session,
+            e.item_id.clone().unwrap_or_else(|| format!("#{}", e.seq))
+        );
+        (id, String::from_utf8(data).expect("JSON is UTF-8"))
+    }))
+}
+
+/// Journal entries as `event: item` Server-Sent Events.
+fn sse(
+    entries: tokio::sync::mpsc::Receiver<Arc<JournalEntry>>,
+    event: impl Fn(&JournalEntry) -> (String, String) + Send + Sync + 'static,
+) -> Response {
+    let event = Arc::new(event);
+    let stream = futures_util::stream::unfold(entries, move |mut rx| {
+        let event = event.clone();
+        async move {
+            let entry = rx.recv().await?;
+            let (id, data) = event(&entry);
+            Some((
+                Ok::<_, std::convert::Infallible>(Event::default().event("item").id(id).data(data)),
+                rx,
+            ))
+        }
+    });
+    Sse::new(stream)
+        .keep_alive(KeepAlive::new().interval(STREAM_KEEPALIVE).text("keep-alive"))
+        .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bearer_comparison() {
+        assert!(constant_time_eq(b"secret", b"secret"));
+        assert!(!constant_time_eq(b"secreT", b"secret"));
+        assert!(!constant_time_eq(b"secret!", b"secret"));
+        assert!(!constant_time_eq(b"", b"secret"));
+        assert!(!constant_time_eq(b"", b""));
+    }
+}

@@ -1,0 +1,317 @@
+//! `connect-chatd run`: many chats in one process. The [`Daemon`] holds every session
+//! (from the configuration file and from the control API), persists them in the
+//! journal's registry so a restart resumes each one right after its last journalled
+//! Item, and shares one API client (one connection pool, one rate limiter) between
+//! them.
+//!
+//! * [`session`]: one chat — a supervisor whose Items are journalled;
+//! * [`feed`]: reading the journal in order, from a position, then live;
+//! * [`control`]: the control API (sessions, SSE streams);
+//! * [`stdout`]: the stdout consumer;
+//! * [`run`]: putting it together until a shutdown;
+//! * [`client`], [`commands`]: the CLI's client of a running daemon.
+
+pub mod client;
+pub mod commands;
+pub mod control;
+pub mod feed;
+pub mod run;
+pub mod session;
+pub mod start;
+pub mod stdout;
+
+use crate::api::model::DisconnectParticipantRequest;
+use crate::api::ApiClient;
+use crate::journal::{self, Journal, SessionRecord, SessionSource};
+use crate::secret::Secret;
+use crate::supervisor::{Credentials, History, Resume, SupervisorConfig};
+use session::{RunningSession, SessionStart, SessionView};
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+/// Why the daemon refused a request about sessions.
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    #[error("invalid {field}: {message}")]
+    Invalid { field: &'static str, message: String },
+    #[error("no session named {0:?}")]
+    NotFound(String),
+    #[error("the name {0:?} is taken by another chat")]
+    NameTaken(String),
+    #[error("journal: {0}")]
+    Journal(#[from] journal::JournalError),
+    #[error("the daemon is shutting down")]
+    ShuttingDown,
+}
+
+/// A session to add.
+#[derive(Debug, Clone)]
+pub struct NewSession {
+    pub participant_token: Secret,
+    pub name: Option<String>,
+    pub history: History,
+    pub labels: BTreeMap<String, String>,
+    pub source: SessionSource,
+}
+
+pub use crate::config::valid_session_name;
+
+/// A session the daemon knows: running, or finished and kept for reading.
+enum Entry {
+    Running(Arc<RunningSession>),
+    /// Ended or failed before this process started: shown from the registry.
+    Retired(SessionView),
+}
+
+impl Entry {
+    fn view(&self) -> SessionView {
+        match self {
+            Entry::Running(s) => s.view(),
+            Entry::Retired(v) => v.clone(),
+        }
+    }
+}
+
+pub struct Daemon {
+    api: ApiClient,
+    journal: Journal,
+    /// The template every session's supervisor starts from (history is per session).
+    supervisor: SupervisorConfig,
+    sessions: Mutex<BTreeMap<String, Entry>>,
+    /// Serialises additions, so one token can never get two sessions.
+    adding: tokio::sync::Mutex<()>,
+    closing: std::sync::atomic::AtomicBool,
+}
+
+impl Daemon {
+    pub fn new(api: ApiClient, journal: Journal, supervisor: SupervisorConfig) -> Arc<Daemon> {
+        Arc::new(Daemon {
+            api,
+            journal,
+            supervisor,
+            sessions: Mutex::new(BTreeMap::new()),
+            adding: tokio::sync::Mutex::new(()),
+            closing: std::sync::atomic::AtomicBool::new(false),
+        })
+    }
+
+    pub fn journal(&self) -> &Journal {
+        &self.journal
+    }
+
+    /// Starts every session the registry holds that had not finished, each right after
+    /// its last journalled Item; finished ones are kept for reading.
+    pub async fn resume_all(&self) -> Result<usize, DaemonError> {
+        let _guard = self.adding.lock().await;
+        let mut resumed = 0;
+        for rec in self.journal.sessions()? {
+            if self
+                .sessions
+                .lock()
+                .expect("sessions lock")
+                .contains_key(&rec.name)
+            {
+                continue;
+            }
+            if matches!(rec.state.as_str(), "ended" | "failed") {
+                let view = retired_view(&rec);
+                self.sessions
+                    .lock()
+                    .expect("sessions lock")
+                    .insert(rec.name.clone(), Entry::Retired(view));
+                continue;
+            }
+            let resume = Resume {
+                cursor: self.journal.cursor(&rec.name)?,
+                credentials: rec.connection_token.clone().and_then(|token| {
+                    let expiry = crate::clock::parse_timestamp(rec.connection_expiry.as_deref()?).ok()?;
+                    Some(Credentials { token, expiry })
+                }),
+            };
+            self.launch(&rec, Some(resume));
+            resumed += 1;
+        }
+        Ok(resumed)
+    }
+
+    /// Adds a session, or returns the one that already holds this ParticipantToken
+    /// (`false`: nothing new was started).
+    pub async fn add(&self, new: NewSession) -> Result<(SessionView, bool), DaemonError> {
+        if self.closing.load(std::sync::atomic::Ordering::Relaxed) {
+            return Err(DaemonError::ShuttingDown);
+        }
+        let _guard = self.adding.lock().await;
+        let fingerprint = journal::fingerprint(&new.participant_token);
+        if let Some(view) = self.held_by(&fingerprint) {
+            return Ok((view, false));
+        }
+        let name = match new.name {
+            Some(n) if !valid_session_name(&n) => {
+                return Err(DaemonError::Invalid {
+                    field: "name",
+                    message: format!("{n:?} must be 1-64 characters of A-Z a-z 0-9 . _ -"),
+                })
+            }
+            Some(n) => n,
+            None => self.generated_name(),
+        };
+        if self.sessions.lock().expect("sessions lock").contains_key(&name)
+            || self.journal.session(&name)?.is_some()
+        {
+            return Err(DaemonError::NameTaken(name));
+        }
+        let history = match new.history {
+            History::All => journal::History::All,
+            History::None => journal::History::None,
+        };
+        let mut rec = SessionRecord::new(name, new.participant_token, new.source, history);
+        rec.labels = new.labels;
+        rec.state = "connecting".into();
+        self.journal.put_session(&rec).await?;
+        let running = self.launch(&rec, None);
+        Ok((running.view(), true))
+    }
+
+    fn launch(&self, rec: &SessionRecord, resume: Option<Resume>) -> Arc<RunningSession> {
+        let cfg = SupervisorConfig {
+            history: match rec.history {
+                journal::History::All => History::All,
+                journal::History::None => History::None,
+            },
+            ..self.supervisor.clone()
+        };
+        let running = Arc::new(RunningSession::start(
+            self.api.clone(),
+            self.journal.clone(),
+            SessionStart {
+                name: rec.name.clone(),
+                participant_token: rec.participant_token.clone(),
+                fingerprint: rec.fingerprint(),
+                labels: rec.labels.clone(),
+                cfg,
+                resume,
+            },
+        ));
+        self.sessions
+            .lock()
+            .expect("sessions lock")
+            .insert(rec.name.clone(), Entry::Running(running.clone()));
+        running
+    }
+
+    /// The session that holds this token fingerprint, if any (a finished one too: a
+    /// chat is never followed twice).
+    fn held_by(&self, fingerprint: &str) -> Option<SessionView> {
+        let sessions = self.sessions.lock().expect("sessions lock");
+        sessions.values().find_map(|e| match e {
+            Entry::Running(s) if s.fingerprint == fingerprint => Some(s.view()),
+            _ => None,
+        })
+    }
+
+    fn generated_name(&self) -> String {
+        let sessions = self.sessions.lock().expect("sessions lock");
+        loop {
+            let name = format!("session-{:08x}", fastrand::u32(..));
+            if !sessions.contains_key(&name) {
+                return name;
+            }
+        }
+    }
+
+    pub fn list(&self) -> Vec<SessionView> {
+        let sessions = self.sessions.lock().expect("sessions lock");
+        sessions.values().map(Entry::view).collect()
+    }
+
+    pub fn get(&self, name: &str) -> Option<SessionView> {
+        self.sessions
+            .lock()
+            .expect("sessions lock")
+            .get(name)
+            .map(Entry::view)
+    }
+
+    /// True if the journal may hold Items of `name` (a session known now or before).
+    pub fn knows(&self, name: &str) -> bool {
+        self.sessions.lock().expect("sessions lock").contains_key(name)
+    }
+
+    /// Stops following a session: its socket is closed with a close frame, it leaves
+    /// the registry (a restart does not resume it), and its Items stay in the journal
+    /// for the retention period. With `disconnect`, DisconnectParticipant is called
+    /// first.
+    pub async fn remove(&self, name: &str, disconnect: bool) -> Result<(), DaemonError> {
+        let entry = self
+            .sessions
+            .lock()
+            .expect("sessions lock")
+            .remove(name)
+            .ok_or_else(|| DaemonError::NotFound(name.to_string()))?;
+        if let Entry::Running(s) = entry {
+            if disconnect {
+                let creds = s.credentials.borrow().clone();
+                if let Some(c) = creds {
+                    let req = DisconnectParticipantRequest { client_token: None };
+                    if let Err(e) = self.api.disconnect_participant(&c.token, &req).await {
+                        tracing::warn!(session = name, error = %e, "DisconnectParticipant failed");
+                    }
+                }
+            }
+            s.stop();
+            s.finished().await;
+        }
+        self.journal.remove_session(name).await?;
+        Ok(())
+    }
+
+    /// Stops every session (sockets closed with close frames) and waits for their last
+    /// Items to be journalled. Sessions stay in the registry: a restart resumes them.
+    pub async fn shutdown(&self) {
+        self.closing.store(true, std::sync::atomic::Ordering::Relaxed);
+        let running: Vec<_> = {
+            let sessions = self.sessions.lock().expect("sessions lock");
+            sessions
+                .values()
+                .filter_map(|e| match e {
+                    Entry::Running(s) => Some(s.clone()),
+                    Entry::Retired(_) => None,
+                })
+                .collect()
+        };
+        for s in &running {
+            s.stop();
+        }
+        for s in &running {
+            s.finished().await;
+        }
+    }
+}
+
+fn retired_view(rec: &SessionRecord) -> SessionView {
+    SessionView {
+        name: rec.name.clone(),
+        state: if rec.state == "ended" { "ended" } else { "failed" },
+        contact_id: rec.contact_id.clone(),
+        participant_id: rec.participant_id.clone(),
+        labels: rec.labels.clone(),
+        counters: Default::default(),
+        last_item_at: None,
+        last_error: rec.last_error.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn session_names() {
+        for good in ["a", "chat-1", "A.b_c-9", &"x".repeat(64)] {
+            assert!(valid_session_name(good), "{good}");
+        }
+        for bad in ["", "has space", "slash/y", "é", &"x".repeat(65)] {
+            assert!(!valid_session_name(bad), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,178 @@
+//! The daemon's life: open the journal, resume the registry's sessions, add the
+//! configuration's, start the consumers, listen for control requests, and on shutdown
+//! stop accepting requests, close every socket with a close frame and let the journal
+//! commit what it has.
+
+use super::{control, Daemon, DaemonError, NewSession};
+use crate::api::ApiClient;
+use crate::journal::Journal;
+use crate::secret::Secret;
+use crate::supervisor::{History, SupervisorConfig};
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// Where the control API listens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Listen {
+    /// A unix socket, created with mode 0600 (a stale one is replaced).
+    Unix(PathBuf),
+    /// A TCP address; requests need `Authorization: Bearer <secret>`.
+    Tcp(SocketAddr),
+}
+
+/// A session the configuration file names.
+#[derive(Debug, Clone)]
+pub struct ConfiguredSession {
+    pub name: String,
+    pub participant_token: Secret,
+    pub history: History,
+    pub labels: BTreeMap<String, String>,
+}
+
+/// Everything `run` needs, already validated.
+pub struct RunOptions {
+    pub api: ApiClient,
+    pub journal: Journal,
+    pub supervisor: SupervisorConfig,
+    pub listen: Listen,
+    /// The bearer secret for a TCP listener.
+    pub bearer: Option<Secret>,
+    pub stdout: bool,
+    pub sessions: Vec<ConfiguredSession>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("cannot listen on {what}: {source}")]
+    Listen {
+        what: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Daemon(#[from] DaemonError),
+}
+
+/// Where a running daemon can be reached (the TCP port is known once bound).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Bound {
+    Unix(PathBuf),
+    Tcp(SocketAddr),
+}
+
+impl std::fmt::Display for Bound {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Bound::Unix(p) => write!(f, "unix:{}", p.display()),
+            Bound::Tcp(a) => write!(f, "{a}"),
+        }
+    }
+}
+
+/// Runs until `shutdown` resolves. `on_ready` gets the control address once it
+/// listens and every configured session has started.
+pub async fn run(
+    opts: RunOptions,
+    shutdown: impl Future<Output = ()>,
+    on_ready: impl FnOnce(&Bound, &Arc<Daemon>),
+) -> Result<(), RunError> {
+    let daemon = Daemon::new(opts.api, opts.journal.clone(), opts.supervisor);
+    let resumed = daemon.resume_all().await?;
+    if resumed > 0 {
+        tracing::info!(sessions = resumed, "resumed the sessions of the last run");
+    }
+    for s in opts.sessions {
+        let (view, created) = daemon
+            .add(NewSession {
+                participant_token: s.participant_token,
+                name: Some(s.name.clone()),
+                history: s.history,
+                labels: s.labels,
+                source: crate::journal::SessionSource::Config,
+            })
+            .await
+            .or_else(|e| match e {
+                // Held from the last run under its name: resumed above.
+                DaemonError::NameTaken(_) if daemon.knows(&s.name) => {
+                    daemon.get(&s.name).map(|v| (v, false)).ok_or(e)
+                }
+                other => Err(other),
+            })?;
+        if created {
+            tracing::info!(session = %view.name, "started a configured session");
+        }
+    }
+    let (stdout_stop, stdout_stop_rx) = tokio::sync::watch::channel(false);
+    let stdout_task = opts.stdout.then(|| {
+        tokio::spawn(super::stdout::run(
+            opts.journal.clone(),
+            tokio::io::stdout(),
+            stdout_stop_rx,
+        ))
+    });
+
+    let app = control::router(daemon.clone(), opts.bearer);
+    let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
+    let stopped = async move {
+        let _ = stop_rx.wait_for(|s| *s).await;
+    };
+    let server = match &opts.listen {
+        Listen::Unix(path) => {
+            let listener = bind_unix(path)?;
+            on_ready(&Bound::Unix(path.clone()), &daemon);
+            tokio::spawn(async move { axum::serve(listener, app).with_graceful_shutdown(stopped).await })
+        }
+        Listen::Tcp(addr) => {
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|source| RunError::Listen {
+                    what: addr.to_string(),
+                    source,
+                })?;
+            let bound = listener.local_addr().unwrap_or(*addr);
+            on_ready(&Bound::Tcp(bound), &daemon);
+            tokio::spawn(async move { axum::serve(listener, app).with_graceful_shutdown(stopped).await })
+        }
+    };
+    shutdown.await;
+    tracing::info!("shutting down: closing every session");
+    let _ = stop_tx.send(true);
+    daemon.shutdown().await;
+    // Open streams end with the server; give them a moment, not forever.
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(2), server).await;
+    if let Some(t) = stdout_task {
+        // Everything committed is written before the daemon exits.
+        let _ = stdout_stop.send(true);
+        if let Ok(Err(e)) = t.await {
+            tracing::warn!(error = %e, "the stdout consumer stopped");
+        }
+    }
+    if let Listen::Unix(path) = &opts.listen {
+        let _ = std::fs::remove_file(path);
+    }
+    Ok(())
+}
+
+/// Binds a unix socket with mode 0600, replacing a stale socket file left by a killed
+/// daemon (but never a file that is not a socket).
+fn bind_unix(path: &std::path::Path) -> Result<tokio::net::UnixListener, RunError> {
+    use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+    let err = |source| RunError::Listen {
+        what: path.display().to_string(),
+        source,
+    };
+    if let Ok(meta) = std::fs::symlink_metadata(path) {
+        if meta.file_type().is_socket() {
+            std::fs::remove_file(path).map_err(err)?;
+        }
+    }
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(err)?;
+    }
+    let listener = tokio::net::UnixListener::bind(path).map_err(err)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(err)?;
+    Ok(listener)
+}

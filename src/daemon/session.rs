@@ -1,0 +1,301 @@
+//! One chat inside the daemon: a [`Supervisor`] whose Items go to the journal, and a
+//! watcher that records its state, counters, ConnectionToken and outcome.
+//!
+//! The session's cursor *is* its last journalled Item: a restart resumes right after
+//! it, so nothing is lost or repeated. Items reach consumers only through the journal,
+//! after they are committed. When the journal falls behind, `append` waits, the
+//! supervisor's channel fills and the socket stops being read (backpressure): nothing
+//! is dropped. A rejected token, a fatal answer or a panic ends this session alone,
+//! with the reason recorded.
+
+use crate::api::model::Item;
+use crate::api::ApiClient;
+use crate::delivery::StatsSnapshot;
+use crate::journal::Journal;
+use crate::secret::Secret;
+use crate::supervisor::{Resume, SessionError, SessionOutcome, SessionState, Supervisor, SupervisorConfig};
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use time::OffsetDateTime;
+use tokio::sync::{mpsc, watch};
+
+/// Items journalled in one append at most.
+const APPEND_BATCH: usize = 256;
+
+/// What the control API shows of a session.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct SessionView {
+    pub name: String,
+    pub state: &'static str,
+    pub contact_id: Option<String>,
+    pub participant_id: Option<String>,
+    pub labels: BTreeMap<String, String>,
+    pub counters: Counters,
+    pub last_item_at: Option<String>,
+    pub last_error: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Counters {
+    pub delivered: u64,
+    pub backfilled: u64,
+    pub duplicates: u64,
+    pub reconnects: u64,
+    pub renewals: u64,
+}
+
+impl From<StatsSnapshot> for Counters {
+    fn from(s: StatsSnapshot) -> Counters {
+        Counters {
+            delivered: s.delivered,
+            backfilled: s.backfilled,
+            duplicates: s.duplicates,
+            reconnects: s.reconnects,
+            renewals: s.renewals,
+        }
+    }
+}
+
+/// A session's state as the control API names it.
+pub fn state_name(state: &SessionState) -> &'static str {
+    match state {
+        SessionState::Starting | SessionState::Connecting => "connecting",
+        SessionState::Subscribing => "subscribing",
+        SessionState::Backfilling => "backfilling",
+        SessionState::Live => "live",
+        SessionState::Renewing => "renewing",
+        SessionState::Reconnecting { .. } => "reconnecting",
+        SessionState::Ended => "ended",
+        SessionState::Stopped => "stopped",
+    }
+}
+
+/// What changes while a session runs, shared with the control API.
+#[derive(Debug, Default)]
+pub struct Progress {
+    pub contact_id: Option<String>,
+    pub participant_id: Option<String>,
+    pub last_item_at: Option<String>,
+    pub last_error: Option<String>,
+    /// Set once the session has finished: `ended`, `stopped` or `failed`.
+    pub finished: Option<&'static str>,
+    pub counters: Counters,
+}
+
+/// A running (or finished) session held by the daemon.
+pub struct RunningSession {
+    pub name: String,
+    pub labels: BTreeMap<String, String>,
+    pub fingerprint: String,
+    state: watch::Receiver<SessionState>,
+    /// The current ConnectionToken (for DisconnectParticipant on removal).
+    pub credentials: watch::Receiver<Option<crate::supervisor::Credentials>>,
+    progress: Arc<Mutex<Progress>>,
+    stop: watch::Sender<bool>,
+    done: watch::Receiver<bool>,
+}
+
+/// How to start a session.
+pub struct SessionStart {
+    pub name: String,
+    pub participant_token: Secret,
+    pub fingerprint: String,
+    pub labels: BTreeMap<String, String>,
+    pub cfg: SupervisorConfig,
+    pub resume: Option<Resume>,
+}
+
+impl RunningSession {
+    /// Starts the session in tasks of its own.
+    pub fn start(api: ApiClient, journal: Journal, start: SessionStart) -> RunningSession {
+        let SessionStart {
+            name,
+            participant_token,
+            fingerprint,
+            labels,
+            cfg,
+            resume,
+        } = start;
+        // Every log line of this chat (supervisor, socket) names the session.
+        let span = tracing::info_span!("session", session = %name);
+        let handle = span.in_scope(|| Supervisor::spawn_resumed(api, participant_token, cfg, resume));
+        let (items, task) = handle.into_parts();
+        let state = task.state.clone();
+        let credentials = task.credentials.clone();
+        let progress = Arc::new(Mutex::new(Progress::default()));
+        let (stop, stop_rx) = watch::channel(false);
+        let (done_tx, done) = watch::channel(false);
+        let runner = Runner {
+            name: name.clone(),
+            journal,
+            progress: progress.clone(),
+        };
+        tokio::spawn(tracing::Instrument::instrument(
+            runner.run(items, task, stop_rx, done_tx),
+            span,
+        ));
+        RunningSession {
+            name,
+            labels,
+            fingerprint,
+            state,
+            credentials,
+            progress,
+            stop,
+            done,
+        }
+    }
+
+    /// Asks the session to close its socket (with a close frame) and finish.
+    pub fn stop(&self) {
+        let _ = self.stop.send(true);
+    }
+
+    /// Resolves once the session has finished and its last Items are journalled.
+    pub async fn finished(&self) {
+        let mut done = self.done.clone();
+        let _ = done.wait_for(|d| *d).await;
+    }
+
+    pub fn is_finished(&self) -> bool {
+        *self.done.borrow()
+    }
+
+    pub fn view(&self) -> SessionView {
+        let p = self.progress.lock().expect("progress lock");
+        SessionView {
+            name: self.name.clone(),
+            state: p.finished.unwrap_or_else(|| state_name(&self.state.borrow())),
+            contact_id: p.contact_id.clone(),
+            participant_id: p.participant_id.clone(),
+            labels: self.labels.clone(),
+            counters: p.counters,
+            last_item_at: p.last_item_at.clone(),
+            last_error: p.last_error.clone(),
+        }
+    }
+}
+
+struct Runner {
+    name: String,
+    journal: Journal,
+    progress: Arc<Mutex<Progress>>,
+}
+
+impl Runner {
+    async fn run(
+        self,
+        mut items: mpsc::Receiver<Item>,
+        task: crate::supervisor::SessionTask,
+        mut stop: watch::Receiver<bool>,
+        done: watch::Sender<bool>,
+    ) {
+        let mut state = task.state.clone();
+        let mut creds = task.credentials.clone();
+        let stats = task.stats.clone();
+        let mut journal_failed = None;
+        let mut stopping = false;
+        loop {
+            tokio::select! {
+                item = items.recv() => {
+                    let Some(item) = item else { break };
+                    let mut batch = vec![item];
+                    while batch.len() < APPEND_BATCH {
+                        match items.try_recv() {
+                            Ok(item) => batch.push(item),
+                            Err(_) => break,
+                        }
+                    }
+                    self.note_items(&batch);
+                    if let Err(e) = self.journal.append(&self.name, batch).await {
+                        // Without the journal nothing can be delivered: stop this session
+                        // (its cursor stays at the last committed Item).
+                        tracing::error!(session = %self.name, error = %e, "cannot journal Items; stopping the session");
+                        journal_failed = Some(e.to_string());
+                        task.shutdown();
+                        break;
+                    }
+                    self.progress.lock().expect("progress lock").counters = stats.snapshot().into();
+                }
+                Ok(()) = state.changed() => {
+                    let s = state_name(&state.borrow_and_update());
+                    if let Err(e) = self.journal.set_session_state(&self.name, s, None, false).await {
+                        tracing::warn!(session = %self.name, error = %e, "cannot record the session's state");
+                    }
+                }
+                Ok(()) = creds.changed() => {
+                    let c = creds.borrow_and_update().clone();
+                    if let Some(c) = c {
+                        let expiry = crate::clock::format_timestamp(c.expiry);
+                        if let Err(e) = self.journal.set_connection(&self.name, &c.token, &expiry).await {
+                            tracing::warn!(session = %self.name, error = %e, "cannot record the ConnectionToken");
+                        }
+                    }
+                }
+                _ = async { let _ = stop.wait_for(|s| *s).await; }, if !stopping => {
+                    stopping = true;
+                    task.shutdown();
+                }
+            }
+        }
+        drop(items);
+        let outcome = task.join().await;
+        let stats = stats.snapshot();
+        let (finished, error) = match (&journal_failed, &outcome) {
+            (Some(e), _) => ("failed", Some(format!("journal: {e}"))),
+            (None, Ok(SessionOutcome::ChatEnded)) => ("ended", None),
+            (None, Ok(SessionOutcome::Shutdown | SessionOutcome::ConsumerGone)) => ("stopped", None),
+            (None, Err(e)) => ("failed", Some(error_text(e))),
+        };
+        match &error {
+            Some(e) => tracing::warn!(session = %self.name, state = finished, error = %e, "session finished"),
+            None => tracing::info!(session = %self.name, state = finished, "session finished"),
+        }
+        if let Err(e) = self
+            .journal
+            .set_session_state(&self.name, finished, error.as_deref(), finished == "ended")
+            .await
+        {
+            tracing::warn!(session = %self.name, error = %e, "cannot record the session's end");
+        }
+        {
+            let mut p = self.progress.lock().expect("progress lock");
+            p.finished = Some(finished);
+            p.last_error = error;
+            p.counters = stats.into();
+        }
+        let _ = done.send(true);
+    }
+
+    fn note_items(&self, batch: &[Item]) {
+        let mut p = self.progress.lock().expect("progress lock");
+        for item in batch {
+            if p.contact_id.is_none() {
+                p.contact_id = item.contact_id.clone();
+            }
+            // The connection acknowledgement is sent by this participant itself.
+            if p.participant_id.is_none()
+                && item.content_type.as_deref() == Some(crate::api::model::CONTENT_TYPE_CONNECTION_ACK)
+            {
+                p.participant_id = item.participant_id.clone();
+            }
+            if item.absolute_time.is_some() {
+                p.last_item_at = item.absolute_time.clone();
+            }
+        }
+    }
+}
+
+/// A session error as recorded: the kind and the service's message, never a token.
+fn error_text(e: &SessionError) -> String {
+    match e {
+        SessionError::TokenRejected(_) => format!("token_rejected: {e}"),
+        SessionError::Fatal(_) => format!("fatal: {e}"),
+        SessionError::Panicked(_) => format!("panic: {e}"),
+    }
+}
+
+/// Now, in the journal's timestamp form.
+pub fn now_text() -> String {
+    crate::clock::format_timestamp(OffsetDateTime::now_utc())
+}
