@@ -142,7 +142,7 @@ impl Daemon {
         }
         let _guard = self.adding.lock().await;
         let fingerprint = journal::fingerprint(&new.participant_token);
-        if let Some(view) = self.held_by(&fingerprint) {
+        if let Some(view) = self.held_by(&fingerprint)? {
             return Ok((view, false));
         }
         let name = match new.name {
@@ -199,14 +199,46 @@ impl Daemon {
         running
     }
 
-    /// The session that holds this token fingerprint, if any (a finished one too: a
-    /// chat is never followed twice).
-    fn held_by(&self, fingerprint: &str) -> Option<SessionView> {
-        let sessions = self.sessions.lock().expect("sessions lock");
-        sessions.values().find_map(|e| match e {
-            Entry::Running(s) if s.fingerprint == fingerprint => Some(s.view()),
-            _ => None,
-        })
+    /// The session that holds this token fingerprint, if any: running, or finished and
+    /// still kept (a chat is never followed twice).
+    fn held_by(&self, fingerprint: &str) -> Result<Option<SessionView>, DaemonError> {
+        let running = {
+            let sessions = self.sessions.lock().expect("sessions lock");
+            sessions.values().find_map(|e| match e {
+                Entry::Running(s) if s.fingerprint == fingerprint => Some(s.view()),
+                _ => None,
+            })
+        };
+        if running.is_some() {
+            return Ok(running);
+        }
+        Ok(self
+            .journal
+            .session_by_fingerprint(fingerprint)?
+            .and_then(|rec| self.get(&rec.name)))
+    }
+
+    /// Retention: the journal forgets what ended more than `retention` ago, and so does
+    /// the daemon. Returns the Items deleted.
+    pub async fn purge_expired(&self) -> Result<usize, DaemonError> {
+        let deleted = self.journal.purge(time::OffsetDateTime::now_utc()).await?;
+        let finished: Vec<String> = {
+            let sessions = self.sessions.lock().expect("sessions lock");
+            sessions
+                .iter()
+                .filter(|(_, e)| match e {
+                    Entry::Running(s) => s.is_finished(),
+                    Entry::Retired(_) => true,
+                })
+                .map(|(name, _)| name.clone())
+                .collect()
+        };
+        for name in finished {
+            if self.journal.session(&name)?.is_none() {
+                self.sessions.lock().expect("sessions lock").remove(&name);
+            }
+        }
+        Ok(deleted)
     }
 
     fn generated_name(&self) -> String {

@@ -114,6 +114,7 @@ pub async fn run(
         ))
     });
 
+    let purger = tokio::spawn(purge_periodically(daemon.clone()));
     let app = control::router(daemon.clone(), opts.bearer);
     let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
     let stopped = async move {
@@ -140,20 +141,47 @@ pub async fn run(
     shutdown.await;
     tracing::info!("shutting down: closing every session");
     let _ = stop_tx.send(true);
+    purger.abort();
     daemon.shutdown().await;
     // Open streams end with the server; give them a moment, not forever.
     let _ = tokio::time::timeout(std::time::Duration::from_secs(2), server).await;
     if let Some(t) = stdout_task {
         // Everything committed is written before the daemon exits.
         let _ = stdout_stop.send(true);
-        if let Ok(Err(e)) = t.await {
-            tracing::warn!(error = %e, "the stdout consumer stopped");
+        // ... unless nobody reads stdout: then the daemon still exits in bounded time.
+        match tokio::time::timeout(STDOUT_DRAIN, t).await {
+            Ok(Ok(Err(e))) => tracing::warn!(error = %e, "the stdout consumer stopped"),
+            Ok(_) => {}
+            Err(_) => tracing::warn!(
+                "stdout is not being read; exiting with lines unwritten (they stay in the journal)"
+            ),
         }
     }
     if let Listen::Unix(path) = &opts.listen {
         let _ = std::fs::remove_file(path);
     }
     Ok(())
+}
+
+/// How long shutdown waits for the stdout consumer to write what is committed.
+const STDOUT_DRAIN: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// How often retention runs (and once at start).
+const PURGE_EVERY: std::time::Duration = std::time::Duration::from_secs(600);
+
+async fn purge_periodically(daemon: Arc<Daemon>) {
+    let mut tick = tokio::time::interval(PURGE_EVERY);
+    loop {
+        tick.tick().await;
+        match daemon.purge_expired().await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(
+                items = n,
+                "retention: deleted the Items of sessions that ended long ago"
+            ),
+            Err(e) => tracing::warn!(error = %e, "retention failed; trying again later"),
+        }
+    }
 }
 
 /// Binds a unix socket with mode 0600, replacing a stale socket file left by a killed

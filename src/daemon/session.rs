@@ -71,13 +71,16 @@ pub fn state_name(state: &SessionState) -> &'static str {
 }
 
 /// What changes while a session runs, shared with the control API.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Progress {
     pub contact_id: Option<String>,
     pub participant_id: Option<String>,
     pub last_item_at: Option<String>,
     pub last_error: Option<String>,
-    /// Set once the session has finished: `ended`, `stopped` or `failed`.
+    /// The supervisor's state while it runs (never a terminal one: see `finished`).
+    pub state: &'static str,
+    /// Set once the session has finished and its last Items are journalled: `ended`,
+    /// `stopped` or `failed`.
     pub finished: Option<&'static str>,
     pub counters: Counters,
 }
@@ -87,7 +90,6 @@ pub struct RunningSession {
     pub name: String,
     pub labels: BTreeMap<String, String>,
     pub fingerprint: String,
-    state: watch::Receiver<SessionState>,
     /// The current ConnectionToken (for DisconnectParticipant on removal).
     pub credentials: watch::Receiver<Option<crate::supervisor::Credentials>>,
     progress: Arc<Mutex<Progress>>,
@@ -120,9 +122,16 @@ impl RunningSession {
         let span = tracing::info_span!("session", session = %name);
         let handle = span.in_scope(|| Supervisor::spawn_resumed(api, participant_token, cfg, resume));
         let (items, task) = handle.into_parts();
-        let state = task.state.clone();
         let credentials = task.credentials.clone();
-        let progress = Arc::new(Mutex::new(Progress::default()));
+        let progress = Arc::new(Mutex::new(Progress {
+            contact_id: None,
+            participant_id: None,
+            last_item_at: None,
+            last_error: None,
+            state: "connecting",
+            finished: None,
+            counters: Counters::default(),
+        }));
         let (stop, stop_rx) = watch::channel(false);
         let (done_tx, done) = watch::channel(false);
         let runner = Runner {
@@ -138,7 +147,6 @@ impl RunningSession {
             name,
             labels,
             fingerprint,
-            state,
             credentials,
             progress,
             stop,
@@ -165,7 +173,7 @@ impl RunningSession {
         let p = self.progress.lock().expect("progress lock");
         SessionView {
             name: self.name.clone(),
-            state: p.finished.unwrap_or_else(|| state_name(&self.state.borrow())),
+            state: p.finished.unwrap_or(p.state),
             contact_id: p.contact_id.clone(),
             participant_id: p.participant_id.clone(),
             labels: self.labels.clone(),
@@ -219,6 +227,13 @@ impl Runner {
                 }
                 Ok(()) = state.changed() => {
                     let s = state_name(&state.borrow_and_update());
+                    // The end is shown and recorded only once the last Items are
+                    // journalled (below): a session recorded as ended before that
+                    // would not be resumed after a crash, and its last Items lost.
+                    if matches!(s, "ended" | "stopped") {
+                        continue;
+                    }
+                    self.progress.lock().expect("progress lock").state = s;
                     if let Err(e) = self.journal.set_session_state(&self.name, s, None, false).await {
                         tracing::warn!(session = %self.name, error = %e, "cannot record the session's state");
                     }
@@ -253,7 +268,7 @@ impl Runner {
         }
         if let Err(e) = self
             .journal
-            .set_session_state(&self.name, finished, error.as_deref(), finished == "ended")
+            .set_session_state(&self.name, finished, error.as_deref(), finished != "stopped")
             .await
         {
             tracing::warn!(session = %self.name, error = %e, "cannot record the session's end");

@@ -339,6 +339,12 @@ impl Emulator {
         self.shared.lock().stats()
     }
 
+    /// The most calls of `operation` (e.g. `"CreateParticipantConnection"`) received
+    /// within any one second, over the last 16 384 calls of it.
+    pub fn max_calls_in_any_second(&self, operation: &str) -> usize {
+        self.shared.lock().max_calls_in_any_second(operation)
+    }
+
     /// Stops the server and closes every socket.
     pub async fn shutdown(mut self) {
         self.stop_now();

@@ -109,6 +109,9 @@ pub struct Stats {
     pub expired_token_uses: u64,
 }
 
+/// Calls remembered per operation for [`State::max_calls_in_any_second`].
+pub const CALL_LOG: usize = 16_384;
+
 pub(crate) struct State {
     pub clock: Clock,
     pub timing: Timing,
@@ -124,6 +127,9 @@ pub(crate) struct State {
     /// Misbehaviour of a real service, played on demand.
     pub(super) quirks: super::Quirks,
     stats: Stats,
+    /// When the latest calls of each operation came (the last [`CALL_LOG`]), by the
+    /// emulator's clock, for tests of client-side rate limits.
+    call_times: HashMap<String, VecDeque<tokio::time::Instant>>,
     /// Calls made with an expired ConnectionToken (counted from `&self` checks).
     expired_token_uses: std::cell::Cell<u64>,
     idempotent: HashMap<(String, &'static str, String), serde_json::Value>,
@@ -159,6 +165,7 @@ impl State {
             faults: HashMap::new(),
             quirks: super::Quirks::default(),
             stats: Stats::default(),
+            call_times: HashMap::new(),
             expired_token_uses: std::cell::Cell::new(0),
             idempotent: HashMap::new(),
             attachments: HashMap::new(),
@@ -401,6 +408,24 @@ impl State {
         self.faults.clear();
     }
 
+    /// The most calls of `operation` that came within any one second (of the last
+    /// [`CALL_LOG`] calls).
+    pub fn max_calls_in_any_second(&self, operation: &str) -> usize {
+        let Some(times) = self.call_times.get(operation) else {
+            return 0;
+        };
+        let times: Vec<_> = times.iter().copied().collect();
+        let mut best = 0;
+        let mut start = 0;
+        for end in 0..times.len() {
+            while times[end] - times[start] >= std::time::Duration::from_secs(1) {
+                start += 1;
+            }
+            best = best.max(end - start + 1);
+        }
+        best
+    }
+
     pub fn stats(&self) -> Stats {
         let mut stats = self.stats.clone();
         stats.expired_token_uses = self.expired_token_uses.get();
@@ -418,6 +443,11 @@ impl State {
     /// only slows the call down).
     pub fn begin_call(&mut self, operation: &str) -> (Duration, Result<(), ServiceError>) {
         *self.stats.calls.entry(operation.to_string()).or_default() += 1;
+        let times = self.call_times.entry(operation.to_string()).or_default();
+        if times.len() == CALL_LOG {
+            times.pop_front();
+        }
+        times.push_back(tokio::time::Instant::now());
         let Some(front) = self.faults.get_mut(operation).and_then(|q| q.front_mut()) else {
             return (Duration::ZERO, Ok(()));
         };
