@@ -69,6 +69,7 @@ async fn start_daemon(emu: &Emulator, dir: &std::path::Path, sessions: Vec<Confi
         listen: Listen::Tcp("127.0.0.1:0".parse().unwrap()),
         bearer: Some(Secret::new(BEARER)),
         stdout: false,
+        http_listen: None,
         sessions,
     };
     let (ready_tx, ready_rx) = oneshot::channel();
@@ -147,6 +148,8 @@ async fn sessions_from_the_api_once_per_token_with_clear_errors() {
     eventually("live", || state_of(&d.daemon, "cleo") == "live").await;
     let (status, list) = d.call(reqwest::Method::GET, "/v1/sessions", None).await;
     assert_eq!(status, 200);
+    assert_eq!(d.call(reqwest::Method::GET, "/healthz", None).await.0, 200);
+    assert_eq!(d.call(reqwest::Method::GET, "/readyz", None).await.0, 200);
     assert_eq!(list["sessions"].as_array().unwrap().len(), 1);
     let (_, one) = d.call(reqwest::Method::GET, "/v1/sessions/cleo", None).await;
     for key in [
@@ -451,4 +454,43 @@ async fn read_sse(
         .await
         .expect("events arrive");
     last
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_resumes_configured_sessions_and_drops_those_no_longer_configured() {
+    let emu = emulator(Timing::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (one, two) = (emu.create_chat("One"), emu.create_chat("Two"));
+    let configured = |name: &str, chat: &connect_chatd::emulator::CreatedChat| ConfiguredSession {
+        name: name.into(),
+        participant_token: chat.participant_token.clone(),
+        history: History::All,
+        labels: Default::default(),
+    };
+    let d = start_daemon(
+        &emu,
+        dir.path(),
+        vec![configured("one", &one), configured("two", &two)],
+    )
+    .await;
+    eventually("both live", || {
+        state_of(&d.daemon, "one") == "live" && state_of(&d.daemon, "two") == "live"
+    })
+    .await;
+    d.stop().await;
+    let d = start_daemon(&emu, dir.path(), vec![configured("one", &one)]).await;
+    eventually("one live", || state_of(&d.daemon, "one") == "live").await;
+    assert_eq!(
+        d.call(reqwest::Method::GET, "/v1/sessions/two", None).await.0,
+        404
+    );
+    assert_eq!(
+        emu.stats()
+            .open_sockets
+            .get(&two.participant_id)
+            .copied()
+            .unwrap_or(0),
+        0
+    );
+    d.stop().await;
 }

@@ -134,6 +134,8 @@ pub fn router(daemon: Arc<Daemon>, bearer: Option<Secret>) -> Router {
         .route("/v1/sessions/{name}", get(show_session).delete(remove_session))
         .route("/v1/sessions/{name}/items", get(session_items))
         .route("/v1/items", get(all_items))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
         .fallback(|| async { ApiFailure::new(StatusCode::NOT_FOUND, "not_found", "no such route") })
         .method_not_allowed_fallback(|| async {
             ApiFailure::new(
@@ -180,6 +182,36 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
         diff |= usize::from(x ^ b.get(i % b.len().max(1)).copied().unwrap_or(0));
     }
     diff == 0 && !b.is_empty()
+}
+
+/// The probes alone, for the `[http]` listener (no authentication: they tell nothing
+/// about any chat).
+pub fn probes(daemon: Arc<Daemon>) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .fallback(|| async { ApiFailure::new(StatusCode::NOT_FOUND, "not_found", "no such route") })
+        .with_state(daemon)
+}
+
+/// 200 whenever the event loop answers.
+async fn healthz() -> Response {
+    Json(serde_json::json!({"status": "ok"})).into_response()
+}
+
+/// 200 once the daemon is ready (control API listening, configured sessions started),
+/// 503 before that and once shutdown has begun.
+async fn readyz(State(daemon): State<AppState>) -> Response {
+    if daemon.is_ready() {
+        Json(serde_json::json!({"status": "ready"})).into_response()
+    } else {
+        ApiFailure::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not_ready",
+            "the daemon is not ready",
+        )
+        .into_response()
+    }
 }
 
 async fn list_sessions(State(daemon): State<AppState>) -> Response {

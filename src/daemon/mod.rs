@@ -81,6 +81,8 @@ pub struct Daemon {
     /// Serialises additions, so one token can never get two sessions.
     adding: tokio::sync::Mutex<()>,
     closing: std::sync::atomic::AtomicBool,
+    /// Set once the control API listens and every configured session has started.
+    ready: std::sync::atomic::AtomicBool,
 }
 
 impl Daemon {
@@ -92,7 +94,19 @@ impl Daemon {
             sessions: Mutex::new(BTreeMap::new()),
             adding: tokio::sync::Mutex::new(()),
             closing: std::sync::atomic::AtomicBool::new(false),
+            ready: std::sync::atomic::AtomicBool::new(false),
         })
+    }
+
+    /// True once the control API listens and every configured session has started,
+    /// until shutdown begins.
+    pub fn is_ready(&self) -> bool {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.ready.load(Relaxed) && !self.closing.load(Relaxed)
+    }
+
+    pub(crate) fn set_ready(&self) {
+        self.ready.store(true, std::sync::atomic::Ordering::Relaxed);
     }
 
     pub fn journal(&self) -> &Journal {

@@ -41,6 +41,8 @@ pub struct RunOptions {
     /// The bearer secret for a TCP listener.
     pub bearer: Option<Secret>,
     pub stdout: bool,
+    /// The probes' listener (`/healthz`, `/readyz`), if any.
+    pub http_listen: Option<SocketAddr>,
     pub sessions: Vec<ConfiguredSession>,
 }
 
@@ -84,6 +86,16 @@ pub async fn run(
     if resumed > 0 {
         tracing::info!(sessions = resumed, "resumed the sessions of the last run");
     }
+    // A configured session that left the file is no longer followed (its Items stay
+    // for the retention period).
+    for rec in opts.journal.sessions().map_err(DaemonError::from)? {
+        let still_configured = opts.sessions.iter().any(|s| s.name == rec.name);
+        let finished = matches!(rec.state.as_str(), "ended" | "failed");
+        if rec.source == crate::journal::SessionSource::Config && !still_configured && !finished {
+            tracing::info!(session = %rec.name, "no longer in the configuration: stopping it");
+            daemon.remove(&rec.name, false).await?;
+        }
+    }
     for s in opts.sessions {
         let (view, created) = daemon
             .add(NewSession {
@@ -116,13 +128,36 @@ pub async fn run(
 
     let purger = tokio::spawn(purge_periodically(daemon.clone()));
     let app = control::router(daemon.clone(), opts.bearer);
-    let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
-    let stopped = async move {
-        let _ = stop_rx.wait_for(|s| *s).await;
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let stopped = {
+        let mut stop_rx = stop_rx.clone();
+        async move {
+            let _ = stop_rx.wait_for(|s| *s).await;
+        }
+    };
+    let probes = match opts.http_listen {
+        Some(addr) => {
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|source| RunError::Listen {
+                    what: addr.to_string(),
+                    source,
+                })?;
+            let mut stop = stop_rx.clone();
+            let app = control::probes(daemon.clone());
+            Some(tokio::spawn(async move {
+                let stopped = async move {
+                    let _ = stop.wait_for(|s| *s).await;
+                };
+                axum::serve(listener, app).with_graceful_shutdown(stopped).await
+            }))
+        }
+        None => None,
     };
     let server = match &opts.listen {
         Listen::Unix(path) => {
             let listener = bind_unix(path)?;
+            daemon.set_ready();
             on_ready(&Bound::Unix(path.clone()), &daemon);
             tokio::spawn(async move { axum::serve(listener, app).with_graceful_shutdown(stopped).await })
         }
@@ -134,6 +169,7 @@ pub async fn run(
                     source,
                 })?;
             let bound = listener.local_addr().unwrap_or(*addr);
+            daemon.set_ready();
             on_ready(&Bound::Tcp(bound), &daemon);
             tokio::spawn(async move { axum::serve(listener, app).with_graceful_shutdown(stopped).await })
         }
@@ -145,6 +181,9 @@ pub async fn run(
     daemon.shutdown().await;
     // Open streams end with the server; give them a moment, not forever.
     let _ = tokio::time::timeout(std::time::Duration::from_secs(2), server).await;
+    if let Some(p) = probes {
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(2), p).await;
+    }
     if let Some(t) = stdout_task {
         // Everything committed is written before the daemon exits.
         let _ = stdout_stop.send(true);

@@ -104,6 +104,7 @@ pub fn options(cfg: &DaemonConfig) -> Result<RunOptions, StartError> {
         listen,
         bearer,
         stdout: cfg.stdout,
+        http_listen: cfg.http.listen,
         sessions,
     })
 }
