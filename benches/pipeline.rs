@@ -22,8 +22,8 @@
 use connect_chatd::api::model::{ConnectionType, CreateParticipantConnectionRequest, ParticipantRole};
 use connect_chatd::api::{ApiClient, Endpoint};
 use connect_chatd::emulator::{CreatedChat, Emulator, EmulatorConfig};
-use connect_chatd::frame;
-use connect_chatd::supervisor::{SessionState, Supervisor, SupervisorConfig};
+use connect_chatd::session::{SessionState, Supervisor, SupervisorConfig};
+use connect_chatd::socket::frame;
 use futures_util::{SinkExt, StreamExt};
 use std::hint::black_box;
 use std::sync::{Arc, Condvar, Mutex};
@@ -146,7 +146,7 @@ async fn raw_rate(emu: &Emulator, n: usize) -> f64 {
 async fn session_rate(emu: &Emulator, api: &ApiClient, n: usize) -> f64 {
     let chat = emu.create_chat("Bench");
     let cfg = SupervisorConfig {
-        history: connect_chatd::supervisor::History::None,
+        history: connect_chatd::session::History::None,
         ..Default::default()
     };
     let mut h = Supervisor::spawn(api.clone(), chat.participant_token.clone(), cfg);

@@ -1,29 +1,30 @@
 //! connect-chatd: a participant-side chat client for the Amazon Connect Participant
-//! Service that keeps a chat connected and delivers every Item exactly once, plus a
+//! Service that keeps chats connected and delivers every Item exactly once, plus a
 //! faithful local emulator of the service.
 //!
-//! Modules, by concern: [`api`] (HTTP client and models), [`socket`] and [`frame`]
-//! (websocket framing), [`supervisor`] (the session state machine), [`delivery`]
-//! (exactly-once ordering), [`sink`] (where Items go), [`tail`] and [`demo`] (the
-//! commands), [`emulator`] (the fake service), [`cli`], [`logging`] and [`exit`] (the
-//! binary's edge), [`secret`], [`clock`] and [`tls`] (shared plumbing).
+//! One folder a concern:
+//!
+//! * [`api`]: the Participant Service's HTTP API (models, endpoint, errors, the client,
+//!   the process-wide rate limiter);
+//! * [`socket`]: the websocket: its JSON frames and one socket's task;
+//! * [`session`]: one chat: the supervisor (connect, renew, reconnect, backfill) and
+//!   delivery (exactly once, in order);
+//! * [`journal`]: the daemon's SQLite store: registry, Items, consumer positions;
+//! * [`daemon`]: many chats in one process, and the control API;
+//! * [`sink`]: where Items go: `tail`'s stdout writer, and the journal's consumers
+//!   (stdout, SSE streams);
+//! * [`emulator`]: the fake service, a peer of the client;
+//! * [`cli`]: the binary's edge: commands, configuration, exit codes, logging;
+//! * [`secret`], [`clock`], [`tls`]: shared plumbing.
 
 pub mod api;
 pub mod cli;
 pub mod clock;
-pub mod config;
 pub mod daemon;
-pub mod delivery;
-pub mod demo;
 pub mod emulator;
-pub mod exit;
-pub mod frame;
 pub mod journal;
-pub mod logging;
 pub mod secret;
+pub mod session;
 pub mod sink;
 pub mod socket;
-pub mod store;
-pub mod supervisor;
-pub mod tail;
 pub mod tls;

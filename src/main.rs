@@ -3,11 +3,11 @@
 
 use clap::parser::ValueSource;
 use clap::{CommandFactory, FromArgMatches};
+use connect_chatd::cli::exit;
+use connect_chatd::cli::tail::TailError;
+use connect_chatd::cli::{run as daemon, sessions};
 use connect_chatd::cli::{Cli, Command, ConfigError, ConnectArgs, ConnectionTypeArg, EmulatorArgs, TailArgs};
-use connect_chatd::daemon::commands as daemon;
-use connect_chatd::exit;
-use connect_chatd::supervisor::{SessionError, SessionOutcome};
-use connect_chatd::tail::TailError;
+use connect_chatd::session::{SessionError, SessionOutcome};
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
@@ -48,10 +48,11 @@ fn main() -> ExitCode {
         _ => None,
     };
     match &daemon_config {
-        Some(cfg) => connect_chatd::logging::init(cfg.log.format, &cfg.log.level),
-        None => {
-            connect_chatd::logging::init(cli.log_format, cli.log_level.as_deref().unwrap_or(default_level))
-        }
+        Some(cfg) => connect_chatd::cli::logging::init(cfg.log.format, &cfg.log.level),
+        None => connect_chatd::cli::logging::init(
+            cli.log_format,
+            cli.log_level.as_deref().unwrap_or(default_level),
+        ),
     }
     // Many chats in one process use both cores; one chat needs no more than one thread.
     let runtime = if matches!(cli.command, Command::Run(_)) {
@@ -74,8 +75,8 @@ fn main() -> ExitCode {
             Command::Demo(args) => demo(args.pace).await,
             Command::Run(_) => daemon::run(daemon_config.expect("loaded above"), shutdown_signal()).await,
             Command::CheckConfig(_) => daemon::check_config(daemon_config.as_ref().expect("loaded above")),
-            Command::Sessions(args) => daemon::sessions(args).await,
-            Command::Stream(args) => daemon::stream(args).await,
+            Command::Sessions(args) => sessions::sessions(args).await,
+            Command::Stream(args) => sessions::stream(args).await,
         }
     });
     exit::code(code)
@@ -121,14 +122,15 @@ async fn tail(args: TailArgs) -> u8 {
         Err(e) => return config_error(e),
     };
     let store = match &args.state_dir {
-        Some(dir) => match connect_chatd::store::StateStore::open(dir, &token) {
+        Some(dir) => match connect_chatd::session::store::StateStore::open(dir, &token) {
             Ok(s) => Some(s),
             Err(e) => return config_error(ConfigError::new("--state-dir", e.to_string())),
         },
         None => None,
     };
     let mut sink = connect_chatd::sink::JsonLines::stdout();
-    match connect_chatd::tail::tail(api, token, cfg, &mut sink, store.as_ref(), shutdown_signal()).await {
+    match connect_chatd::cli::tail::tail(api, token, cfg, &mut sink, store.as_ref(), shutdown_signal()).await
+    {
         Ok(SessionOutcome::ChatEnded) => {
             tracing::info!("the chat has ended");
             exit::OK
@@ -240,7 +242,7 @@ async fn emulator(args: EmulatorArgs) -> u8 {
 
 async fn demo(pace: f64) -> u8 {
     let mut out = std::io::stdout();
-    match connect_chatd::demo::run(pace, &mut out).await {
+    match connect_chatd::cli::demo::run(pace, &mut out).await {
         Ok(s) if s.lost == 0 && s.duplicates == 0 => exit::OK,
         Ok(_) => exit::FAILURE,
         Err(e) => {

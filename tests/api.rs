@@ -252,7 +252,7 @@ fn debug_output_of_requests_and_configs_hides_secrets() {
     };
     let text = format!(
         "{resp:?} {resp:#?} {:?}",
-        connect_chatd::supervisor::SupervisorConfig::default()
+        connect_chatd::session::SupervisorConfig::default()
     );
     for secret in ["ct-secret-value", "qs-secret", "jt-secret"] {
         assert!(!text.contains(secret), "{secret} leaked: {text}");

@@ -11,7 +11,7 @@ use connect_chatd::daemon::Daemon;
 use connect_chatd::emulator::{Emulator, Timing};
 use connect_chatd::journal::{Fsync, Journal, JournalSettings};
 use connect_chatd::secret::Secret;
-use connect_chatd::supervisor::{History, SupervisorConfig};
+use connect_chatd::session::{History, SupervisorConfig};
 use serde_json::{json, Value};
 use std::sync::Arc;
 use std::time::Duration;

@@ -349,8 +349,7 @@ async fn check_config_validates_without_connecting() {
     .unwrap();
     let (code, out, err) = client(&["check-config", "--config", good.to_str().unwrap()]).await;
     assert_eq!(code, 0, "{err}");
-    let summary: Value = serde_json::from_str(&out).unwrap();
-    assert_eq!(summary["journal"]["fsync"], "batch");
+    assert!(out.lines().any(|l| l == "journal.fsync: batch"), "{out}");
     let bad = dir.path().join("bad.toml");
     for (text, key) in [
         ("[journal]\nfsync = \"sometimes\"\n", "journal.fsync"),

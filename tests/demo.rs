@@ -1,7 +1,7 @@
 //! The demo (README command 1), run in-process on tokio's paused clock: the scripted
 //! conversation, a forced drop and short ConnectionExpiry renewals, nothing lost.
 
-use connect_chatd::demo;
+use connect_chatd::cli::demo;
 
 #[tokio::test(start_paused = true)]
 async fn the_demo_conversation_loses_nothing() {

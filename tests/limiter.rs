@@ -10,7 +10,7 @@ use common::*;
 use connect_chatd::api::limiter::RateLimiter;
 use connect_chatd::api::{ApiClient, Endpoint, RetryPolicy};
 use connect_chatd::emulator::Timing;
-use connect_chatd::supervisor::{SessionState, Supervisor, SupervisorConfig};
+use connect_chatd::session::{SessionState, Supervisor, SupervisorConfig};
 use std::time::Duration;
 
 const SESSIONS: usize = 500;

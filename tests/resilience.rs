@@ -5,8 +5,8 @@ mod common;
 
 use common::*;
 use connect_chatd::emulator::{CreatedChat, Emulator, EmulatorConfig, FaultSpec, Timing};
-use connect_chatd::store::StateStore;
-use connect_chatd::supervisor::{SessionOutcome, SessionState, SupervisorConfig, ITEM_CHANNEL};
+use connect_chatd::session::store::StateStore;
+use connect_chatd::session::{SessionOutcome, SessionState, SupervisorConfig, ITEM_CHANNEL};
 use std::time::Duration;
 
 #[tokio::test(start_paused = true)]
@@ -241,7 +241,7 @@ async fn a_killed_tail_resumes_from_its_state_dir_without_gap_or_duplicate() {
         &store,
         &out,
         SupervisorConfig {
-            history: connect_chatd::supervisor::History::None,
+            history: connect_chatd::session::History::None,
             ..Default::default()
         },
     );
@@ -285,7 +285,7 @@ async fn corrupt_state_falls_back_to_a_full_backfill() {
     std::fs::write(store.path(), b"\x00\x01 definitely not json").unwrap();
     let out = SharedOutput::default();
     let cfg = SupervisorConfig {
-        history: connect_chatd::supervisor::History::None,
+        history: connect_chatd::session::History::None,
         ..Default::default()
     };
     let run = run_tail(&emu, &chat.participant_token, &store, &out, cfg);
@@ -295,5 +295,8 @@ async fn corrupt_state_falls_back_to_a_full_backfill() {
     assert_eq!(run.await.unwrap().unwrap(), SessionOutcome::ChatEnded);
     assert_eq!(ids(&out.items()), ids(&emu.transcript(&chat.contact_id).unwrap()));
     // And the state is good again.
-    assert!(matches!(store.load(), connect_chatd::store::Loaded::Resumed(_)));
+    assert!(matches!(
+        store.load(),
+        connect_chatd::session::store::Loaded::Resumed(_)
+    ));
 }

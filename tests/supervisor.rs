@@ -6,7 +6,7 @@ mod common;
 use common::*;
 use connect_chatd::api::model::CONTENT_TYPE_TYPING;
 use connect_chatd::emulator::{FaultSpec, Timing};
-use connect_chatd::supervisor::{History, SessionError, SessionOutcome, SupervisorConfig};
+use connect_chatd::session::{History, SessionError, SessionOutcome, SupervisorConfig};
 use std::time::Duration;
 
 #[tokio::test(start_paused = true)]
@@ -232,7 +232,7 @@ async fn shutdown_does_not_wait_for_a_slow_backfill() {
     emu.inject_fault(FaultSpec::slow("GetTranscript", Duration::from_secs(600), 1));
     let mut h = start(&emu, &chat, SupervisorConfig::default());
     h.state
-        .wait_for(|s| *s == connect_chatd::supervisor::SessionState::Backfilling)
+        .wait_for(|s| *s == connect_chatd::session::SessionState::Backfilling)
         .await
         .unwrap();
     let asked = tokio::time::Instant::now();

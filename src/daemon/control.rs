@@ -12,29 +12,24 @@
 //!
 //! Every error is `{"error": {"code", "message"}}` with the status it names.
 
-use super::feed::{self, Start};
 use super::{Daemon, DaemonError, NewSession};
-use crate::journal::JournalEntry;
 use crate::secret::Secret;
-use crate::supervisor::History;
+use crate::session::History;
+use crate::sink::feed::{self, Start};
+use crate::sink::sse;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, Request, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::middleware::{self, Next};
-use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Duration;
 
 /// Largest request body accepted.
 pub const BODY_LIMIT: usize = 64 * 1024;
-
-/// How often an idle stream gets a comment line (keeps proxies from closing it).
-const STREAM_KEEPALIVE: Duration = Duration::from_secs(15);
 
 /// The one error type of the API, and its JSON shape.
 #[derive(Debug)]
@@ -308,6 +303,10 @@ fn start_from(q: &StreamQuery, after: Option<crate::journal::Seq>) -> Result<Sta
 
 /// The journal position of Item `id` of `session`, for a resume.
 async fn seq_of(daemon: &Daemon, session: &str, id: &str) -> Result<crate::journal::Seq, ApiFailure> {
+    // An Item without an Id is named by its journal position.
+    if let Some(seq) = id.strip_prefix('#').and_then(|n| n.parse().ok()) {
+        return Ok(seq);
+    }
     let (j, s, i) = (daemon.journal().clone(), session.to_string(), id.to_string());
     let seq = tokio::task::spawn_blocking(move || j.seq_of(&s, &i))
         .await
@@ -337,12 +336,7 @@ async fn session_items(
         None => None,
     };
     let entries = feed::follow(daemon.journal().clone(), Some(name), start_from(&q, after)?);
-    Ok(sse(entries, |e| {
-        (
-            e.item_id.clone().unwrap_or_else(|| format!("#{}", e.seq)),
-            e.json.to_string(),
-        )
-    }))
+    Ok(sse::session_stream(entries))
 }
 
 async fn all_items(
@@ -361,39 +355,7 @@ async fn all_items(
         None => None,
     };
     let entries = feed::follow(daemon.journal().clone(), None, start_from(&q, after)?);
-    Ok(sse(entries, |e| {
-        let mut data = Vec::new();
-        super::stdout::line(e, &mut data);
-        data.pop();
-        let id = format!(
-            "{}/{}",
-            e.session,
-            e.item_id.clone().unwrap_or_else(|| format!("#{}", e.seq))
-        );
-        (id, String::from_utf8(data).expect("JSON is UTF-8"))
-    }))
-}
-
-/// Journal entries as `event: item` Server-Sent Events.
-fn sse(
-    entries: tokio::sync::mpsc::Receiver<Arc<JournalEntry>>,
-    event: impl Fn(&JournalEntry) -> (String, String) + Send + Sync + 'static,
-) -> Response {
-    let event = Arc::new(event);
-    let stream = futures_util::stream::unfold(entries, move |mut rx| {
-        let event = event.clone();
-        async move {
-            let entry = rx.recv().await?;
-            let (id, data) = event(&entry);
-            Some((
-                Ok::<_, std::convert::Infallible>(Event::default().event("item").id(id).data(data)),
-                rx,
-            ))
-        }
-    });
-    Sse::new(stream)
-        .keep_alive(KeepAlive::new().interval(STREAM_KEEPALIVE).text("keep-alive"))
-        .into_response()
+    Ok(sse::all_stream(entries))
 }
 
 #[cfg(test)]

@@ -5,26 +5,21 @@
 //! them.
 //!
 //! * [`session`]: one chat — a supervisor whose Items are journalled;
-//! * [`feed`]: reading the journal in order, from a position, then live;
-//! * [`control`]: the control API (sessions, SSE streams);
-//! * [`stdout`]: the stdout consumer;
-//! * [`run`]: putting it together until a shutdown;
-//! * [`client`], [`commands`]: the CLI's client of a running daemon.
+//! * [`control`]: the control API (sessions, SSE streams, probes);
+//! * [`run`]: putting it together until a shutdown.
+//!
+//! Its consumers (stdout, SSE) are in [`crate::sink`]; the CLI's client of a running
+//! daemon is in [`crate::cli`].
 
-pub mod client;
-pub mod commands;
 pub mod control;
-pub mod feed;
 pub mod run;
 pub mod session;
-pub mod start;
-pub mod stdout;
 
 use crate::api::model::DisconnectParticipantRequest;
 use crate::api::ApiClient;
 use crate::journal::{self, Journal, SessionRecord, SessionSource};
 use crate::secret::Secret;
-use crate::supervisor::{Credentials, History, Resume, SupervisorConfig};
+use crate::session::{Credentials, History, Resume, SupervisorConfig};
 use session::{RunningSession, SessionStart, SessionView};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -54,7 +49,7 @@ pub struct NewSession {
     pub source: SessionSource,
 }
 
-pub use crate::config::valid_session_name;
+pub use crate::cli::config::valid_session_name;
 
 /// A session the daemon knows: running, or finished and kept for reading.
 enum Entry {

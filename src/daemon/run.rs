@@ -7,7 +7,7 @@ use super::{control, Daemon, DaemonError, NewSession};
 use crate::api::ApiClient;
 use crate::journal::Journal;
 use crate::secret::Secret;
-use crate::supervisor::{History, SupervisorConfig};
+use crate::session::{History, SupervisorConfig};
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -119,7 +119,7 @@ pub async fn run(
     }
     let (stdout_stop, stdout_stop_rx) = tokio::sync::watch::channel(false);
     let stdout_task = opts.stdout.then(|| {
-        tokio::spawn(super::stdout::run(
+        tokio::spawn(crate::sink::stdout::run(
             opts.journal.clone(),
             tokio::io::stdout(),
             stdout_stop_rx,

@@ -10,10 +10,10 @@
 
 use crate::api::model::Item;
 use crate::api::ApiClient;
-use crate::delivery::StatsSnapshot;
 use crate::journal::Journal;
 use crate::secret::Secret;
-use crate::supervisor::{Resume, SessionError, SessionOutcome, SessionState, Supervisor, SupervisorConfig};
+use crate::session::delivery::StatsSnapshot;
+use crate::session::{Resume, SessionError, SessionOutcome, SessionState, Supervisor, SupervisorConfig};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use time::OffsetDateTime;
@@ -91,7 +91,7 @@ pub struct RunningSession {
     pub labels: BTreeMap<String, String>,
     pub fingerprint: String,
     /// The current ConnectionToken (for DisconnectParticipant on removal).
-    pub credentials: watch::Receiver<Option<crate::supervisor::Credentials>>,
+    pub credentials: watch::Receiver<Option<crate::session::Credentials>>,
     progress: Arc<Mutex<Progress>>,
     stop: watch::Sender<bool>,
     done: watch::Receiver<bool>,
@@ -194,7 +194,7 @@ impl Runner {
     async fn run(
         self,
         mut items: mpsc::Receiver<Item>,
-        task: crate::supervisor::SessionTask,
+        task: crate::session::SessionTask,
         mut stop: watch::Receiver<bool>,
         done: watch::Sender<bool>,
     ) {

@@ -80,8 +80,8 @@ pub use writer::JournalStats;
 
 use crate::api::model::Item;
 use crate::clock::format_timestamp;
-use crate::delivery::Cursor;
 use crate::secret::Secret;
+use crate::session::delivery::Cursor;
 use reader::ReadPool;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

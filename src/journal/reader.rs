@@ -5,7 +5,7 @@ use super::error::{Context, JournalError};
 use super::registry::{self, SessionRecord};
 use super::schema;
 use super::{JournalEntry, Seq};
-use crate::delivery::Cursor;
+use crate::session::delivery::Cursor;
 use rusqlite::{params, Connection, OptionalExtension, Row};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};

@@ -4,12 +4,12 @@
 
 use connect_chatd::api::model::{Item, ParticipantRole};
 use connect_chatd::api::{ApiClient, Endpoint, RetryPolicy};
+use connect_chatd::cli::tail::{tail, TailError};
 use connect_chatd::emulator::{CreatedChat, Emulator, EmulatorConfig, Timing};
 use connect_chatd::secret::Secret;
+use connect_chatd::session::store::StateStore;
+use connect_chatd::session::{SessionHandle, SessionOutcome, SessionState, Supervisor, SupervisorConfig};
 use connect_chatd::sink::{Sink, SinkError};
-use connect_chatd::store::StateStore;
-use connect_chatd::supervisor::{SessionHandle, SessionOutcome, SessionState, Supervisor, SupervisorConfig};
-use connect_chatd::tail::{tail, TailError};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 

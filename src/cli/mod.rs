@@ -3,10 +3,19 @@
 //! the ParticipantToken, which comes only from a file or `CONNECT_PARTICIPANT_TOKEN` so
 //! it never shows in `ps`. Errors name the option and the problem.
 
+pub mod config;
+pub mod control_client;
+pub mod demo;
+pub mod exit;
+pub mod logging;
+pub mod run;
+pub mod sessions;
+pub mod tail;
+
 use crate::api::{ApiClient, Endpoint, EndpointVariant};
-use crate::logging::LogFormat;
+use crate::cli::logging::LogFormat;
 use crate::secret::Secret;
-use crate::supervisor::{History, SupervisorConfig};
+use crate::session::{History, SupervisorConfig};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::net::SocketAddr;
 use std::path::PathBuf;

@@ -1,15 +1,19 @@
-//! From a validated [`DaemonConfig`] to what [`run`](super::run::run) needs: one API
-//! client (one connection pool, the process-wide rate limiter), the journal opened
-//! under `state_dir`, the configured sessions' tokens read from their files, and the
-//! control listener with its bearer secret. Also the summary `check-config` prints.
+//! `connect-chatd run` and `check-config`: from a validated [`DaemonConfig`] to what
+//! [`crate::daemon::run::run`] needs — one API client (one connection pool, the
+//! process-wide rate limiter), the journal opened under `state_dir`, the configured
+//! sessions' tokens read from their files, the control listener with its bearer
+//! secret.
 
-use super::run::{ConfiguredSession, Listen, RunOptions};
 use crate::api::limiter::{Limit, RateLimiter};
 use crate::api::{ApiClient, Operation};
-use crate::config::{ControlListen, DaemonConfig};
+use crate::cli::config::{ConfigError, Overrides};
+use crate::cli::config::{ControlListen, DaemonConfig};
+use crate::cli::exit;
+use crate::cli::RunArgs;
+use crate::daemon::run::{ConfiguredSession, Listen, RunOptions};
 use crate::journal::{Journal, JournalSettings};
 use crate::secret::Secret;
-use crate::supervisor::SupervisorConfig;
+use crate::session::SupervisorConfig;
 use std::path::Path;
 
 /// Why the daemon cannot start with this configuration.
@@ -109,29 +113,57 @@ pub fn options(cfg: &DaemonConfig) -> Result<RunOptions, StartError> {
     })
 }
 
-/// What `check-config` prints: the resolved settings, never a secret.
-pub fn summary(cfg: &DaemonConfig) -> serde_json::Value {
-    let limits: serde_json::Map<String, serde_json::Value> = cfg
-        .limits
-        .iter()
-        .map(|(op, l)| (op.clone(), serde_json::json!({"rate": l.rate, "burst": l.burst})))
-        .collect();
-    serde_json::json!({
-        "config": cfg.config_path,
-        "endpoint": cfg.endpoint.base().to_string(),
-        "state_dir": cfg.state_dir,
-        "heartbeat_interval": cfg.heartbeat_interval.as_secs_f64(),
-        "stdout": cfg.stdout,
-        "control": {"listen": cfg.control.listen.to_string(), "token_file": cfg.control.token_file},
-        "http": {"listen": cfg.http.listen.map(|a| a.to_string())},
-        "journal": {"fsync": cfg.journal.fsync.as_str(), "retention": cfg.journal.retention.as_secs_f64()},
-        "limits": limits,
-        "log": {"format": format!("{:?}", cfg.log.format).to_lowercase(), "level": cfg.log.level},
-        "sessions": cfg.sessions.iter().map(|s| serde_json::json!({
-            "name": s.name,
-            "participant_token_file": s.participant_token_file,
-            "history": match s.history { crate::supervisor::History::All => "all", crate::supervisor::History::None => "none" },
-            "labels": s.labels,
-        })).collect::<Vec<_>>(),
+/// The flags of `run` and `check-config` as the configuration's top layer.
+pub fn overrides(args: &RunArgs) -> Overrides {
+    Overrides {
+        state_dir: args.state_dir.clone(),
+        region: args.region.clone(),
+        endpoint: args.endpoint.clone(),
+        control_listen: args.control_listen.clone(),
+        stdout: args.stdout,
+        ..Default::default()
+    }
+}
+
+/// Loads the configuration; on error prints every problem and gives exit 78.
+pub fn load(args: &RunArgs, overrides: &Overrides) -> Result<DaemonConfig, u8> {
+    crate::cli::config::load_from_process_env(&args.config, overrides).map_err(|e: ConfigError| {
+        eprintln!("connect-chatd: {e}");
+        exit::CONFIG
     })
+}
+
+/// `check-config`: the resolved configuration, one `key: value` line per setting, on
+/// stdout (token files by path, never a secret).
+pub fn check_config(cfg: &DaemonConfig) -> u8 {
+    print!("{}", cfg.summary());
+    exit::OK
+}
+
+/// `run`: the daemon, until `shutdown` resolves. Exit 0 after a clean shutdown, 78 for
+/// a file the configuration names that cannot be used, 1 when the journal cannot be
+/// opened or the control API cannot listen.
+pub async fn run(cfg: DaemonConfig, shutdown: impl std::future::Future<Output = ()>) -> u8 {
+    let opts = match options(&cfg) {
+        Ok(o) => o,
+        Err(e @ StartError::Config { .. }) => {
+            eprintln!("connect-chatd: {e}");
+            return exit::CONFIG;
+        }
+        Err(e) => {
+            eprintln!("connect-chatd: {e}");
+            return exit::FAILURE;
+        }
+    };
+    let result = crate::daemon::run::run(opts, shutdown, |bound, daemon| {
+        tracing::info!(control = %bound, sessions = daemon.list().len(), "the daemon is ready");
+    })
+    .await;
+    match result {
+        Ok(()) => exit::OK,
+        Err(e) => {
+            eprintln!("connect-chatd: {e}");
+            exit::FAILURE
+        }
+    }
 }

@@ -1,5 +1,14 @@
 //! Where delivered Items go. A sink is a small trait, so the supervisor never knows
-//! whether Items end up on stdout, in a file or elsewhere.
+//! whether Items end up on stdout, in a file or elsewhere; `tail` writes JSON lines
+//! through [`JsonLines`].
+//!
+//! The daemon's consumers read the journal instead, each from its own position:
+//! [`feed`] (the journal in order, from a position, then live), [`stdout`] (one JSON
+//! line per Item) and [`sse`] (the control API's streams).
+
+pub mod feed;
+pub mod sse;
+pub mod stdout;
 
 use crate::api::model::Item;
 use std::io;
@@ -113,8 +122,8 @@ mod tests {
     #[tokio::test]
     async fn items_off_the_wire_are_written_as_the_service_sent_them() {
         let frame = |inner: &str| serde_json::json!({"topic": "aws/chat", "content": inner}).to_string();
-        let item = |inner: &str| match crate::frame::decode(&frame(inner)).unwrap() {
-            crate::frame::Inbound::Chat(item) => *item,
+        let item = |inner: &str| match crate::socket::frame::decode(&frame(inner)).unwrap() {
+            crate::socket::frame::Inbound::Chat(item) => *item,
             other => panic!("{other:?}"),
         };
         // The service's own key order and spacing, kept byte for byte.

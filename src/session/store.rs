@@ -8,8 +8,8 @@
 //! reported and ignored: the session then starts with a full backfill, never a crash.
 
 use crate::api::model::Timestamp;
-use crate::delivery::Cursor;
 use crate::secret::Secret;
+use crate::session::delivery::Cursor;
 use serde::{Deserialize, Serialize};
 use sha1::{Digest, Sha1};
 use std::fs::{self, File, OpenOptions};

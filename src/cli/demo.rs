@@ -5,7 +5,7 @@
 use crate::api::model::*;
 use crate::api::{ApiClient, Endpoint};
 use crate::emulator::{Emulator, EmulatorConfig, Timing};
-use crate::supervisor::{SessionState, Supervisor, SupervisorConfig};
+use crate::session::{SessionState, Supervisor, SupervisorConfig};
 use std::collections::HashSet;
 use std::io::Write;
 use std::time::Duration;

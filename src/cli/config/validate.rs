@@ -10,7 +10,7 @@ use super::{
     Target,
 };
 use crate::api::{Endpoint, EndpointVariant};
-use crate::supervisor::History;
+use crate::session::History;
 use figment::Figment;
 use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddr};

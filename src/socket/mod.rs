@@ -14,10 +14,13 @@
 //!   Only time spent reading counts: while the task itself is not reading (a busy
 //!   consumer), or while other frames keep arriving, the deadline moves on, so a silent
 //!   socket is noticed within one interval plus that timeout and a busy one never is.
+
+pub mod frame;
+
 use crate::api::endpoint::{check_websocket_url, EndpointError};
 use crate::api::model::Item;
-use crate::frame::{self, Inbound};
 use crate::secret::PresignedUrl;
+use frame::Inbound;
 use futures_util::{SinkExt, StreamExt};
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -336,7 +336,7 @@ fn all_problems_at_once() {
     ] {
         assert!(keys.contains(&k), "{k} missing from {keys:?}");
     }
-    assert_eq!(e.exit_code(), crate::exit::CONFIG);
+    assert_eq!(e.exit_code(), crate::cli::exit::CONFIG);
 }
 
 #[test]

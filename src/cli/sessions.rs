@@ -5,10 +5,10 @@
 //! Exit codes: 0 on success, 1 when the daemon answers with an error (its JSON error
 //! goes to stderr), 69 when the daemon cannot be reached, 78 for bad usage.
 
-use super::client::{self, ClientError, Control};
-use crate::cli::{ControlArgs, HistoryArg, RunArgs, SessionsAction, SessionsArgs, StreamArgs};
-use crate::config::{ConfigError, ControlListen, DaemonConfig, Overrides};
-use crate::exit;
+use super::control_client::{self, ClientError, Control};
+use crate::cli::config::{ControlListen, Overrides};
+use crate::cli::exit;
+use crate::cli::{ControlArgs, HistoryArg, SessionsAction, SessionsArgs, StreamArgs};
 use std::io::Write;
 
 /// The daemon could not be reached (sysexits' EX_UNAVAILABLE).
@@ -55,64 +55,6 @@ fn encode(s: &str) -> String {
         .collect()
 }
 
-/// The flags of `run` and `check-config` as the configuration's top layer.
-pub fn overrides(args: &RunArgs) -> Overrides {
-    Overrides {
-        state_dir: args.state_dir.clone(),
-        region: args.region.clone(),
-        endpoint: args.endpoint.clone(),
-        control_listen: args.control_listen.clone(),
-        stdout: args.stdout,
-        ..Default::default()
-    }
-}
-
-/// Loads the configuration; on error prints every problem and gives exit 78.
-pub fn load(args: &RunArgs, overrides: &Overrides) -> Result<DaemonConfig, u8> {
-    crate::config::load_from_process_env(&args.config, overrides).map_err(|e: ConfigError| {
-        eprintln!("connect-chatd: {e}");
-        exit::CONFIG
-    })
-}
-
-/// `check-config`: the resolved configuration as JSON on stdout (no secret).
-pub fn check_config(cfg: &DaemonConfig) -> u8 {
-    let summary = super::start::summary(cfg);
-    println!(
-        "{}",
-        serde_json::to_string_pretty(&summary).expect("JSON serialises")
-    );
-    exit::OK
-}
-
-/// `run`: the daemon, until `shutdown` resolves. Exit 0 after a clean shutdown, 78 for
-/// a file the configuration names that cannot be used, 1 when the journal cannot be
-/// opened or the control API cannot listen.
-pub async fn run(cfg: DaemonConfig, shutdown: impl std::future::Future<Output = ()>) -> u8 {
-    let opts = match super::start::options(&cfg) {
-        Ok(o) => o,
-        Err(e @ super::start::StartError::Config { .. }) => {
-            eprintln!("connect-chatd: {e}");
-            return exit::CONFIG;
-        }
-        Err(e) => {
-            eprintln!("connect-chatd: {e}");
-            return exit::FAILURE;
-        }
-    };
-    let result = super::run::run(opts, shutdown, |bound, daemon| {
-        tracing::info!(control = %bound, sessions = daemon.list().len(), "the daemon is ready");
-    })
-    .await;
-    match result {
-        Ok(()) => exit::OK,
-        Err(e) => {
-            eprintln!("connect-chatd: {e}");
-            exit::FAILURE
-        }
-    }
-}
-
 /// Where the control API is: `--control`, else `control.listen` of `--config` (with
 /// `control.token_file` for TCP), else the first of `$RUNTIME_DIRECTORY/control.sock`,
 /// `/run/connect-chatd/control.sock` and `/var/lib/connect-chatd/control.sock` that
@@ -120,7 +62,7 @@ pub async fn run(cfg: DaemonConfig, shutdown: impl std::future::Future<Output = 
 pub fn control_of(args: &ControlArgs) -> Result<Control, u8> {
     let bearer_file = |file: Option<&std::path::Path>| -> Result<Option<crate::secret::Secret>, u8> {
         match file {
-            Some(f) => super::start::read_secret("--control-token-file", f)
+            Some(f) => super::run::read_secret("--control-token-file", f)
                 .map(Some)
                 .map_err(usage),
             None => Ok(None),
@@ -131,7 +73,7 @@ pub fn control_of(args: &ControlArgs) -> Result<Control, u8> {
         return Control::parse(addr, bearer).map_err(|e| usage(format!("--control: {e}")));
     }
     if let Some(path) = &args.config {
-        let cfg = crate::config::load_from_process_env(path, &Overrides::default()).map_err(usage)?;
+        let cfg = crate::cli::config::load_from_process_env(path, &Overrides::default()).map_err(usage)?;
         return Ok(match cfg.control.listen {
             ControlListen::Unix(p) => Control::Unix(p),
             ControlListen::Tcp(addr) => {
@@ -151,7 +93,7 @@ pub fn control_of(args: &ControlArgs) -> Result<Control, u8> {
         candidates.push(std::path::PathBuf::from(dir).join("control.sock"));
     }
     candidates.push("/run/connect-chatd/control.sock".into());
-    candidates.push(std::path::Path::new(crate::config::DEFAULT_STATE_DIR).join("control.sock"));
+    candidates.push(std::path::Path::new(crate::cli::config::DEFAULT_STATE_DIR).join("control.sock"));
     let found = candidates.iter().find(|p| p.exists()).unwrap_or(&candidates[0]);
     Ok(Control::Unix(found.clone()))
 }
@@ -198,15 +140,15 @@ pub async fn sessions(args: SessionsArgs) -> u8 {
             if let Some(n) = name {
                 body["name"] = n.into();
             }
-            client::call(&control, "POST", "/v1/sessions", Some(&body)).await
+            control_client::call(&control, "POST", "/v1/sessions", Some(&body)).await
         }
-        SessionsAction::List => client::call(&control, "GET", "/v1/sessions", None).await,
+        SessionsAction::List => control_client::call(&control, "GET", "/v1/sessions", None).await,
         SessionsAction::Show { name } => {
-            client::call(&control, "GET", &format!("/v1/sessions/{}", encode(&name)), None).await
+            control_client::call(&control, "GET", &format!("/v1/sessions/{}", encode(&name)), None).await
         }
         SessionsAction::Remove { name, disconnect } => {
             let q = if disconnect { "?disconnect=true" } else { "" };
-            client::call(
+            control_client::call(
                 &control,
                 "DELETE",
                 &format!("/v1/sessions/{}{q}", encode(&name)),
@@ -236,7 +178,7 @@ pub async fn stream(args: StreamArgs) -> u8 {
         (None, false) => String::new(),
     };
     let mut out = std::io::stdout();
-    let result = client::stream(&control, &format!("{base}{query}"), |data| {
+    let result = control_client::stream(&control, &format!("{base}{query}"), |data| {
         // A closed stdout (`| head`) ends the stream quietly.
         out.write_all(data.as_bytes())
             .and_then(|_| out.write_all(b"\n"))

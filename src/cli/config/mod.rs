@@ -2,7 +2,7 @@
 //! defaults < TOML file < environment (`CONNECT_CHATD_…`) < flags ([`Overrides`]),
 //! merged with figment and validated at start. Unknown keys, wrong types and bad values
 //! are refused with a [`ConfigError`] whose every [`Problem`] names the key and its
-//! source; the process then exits with [`crate::exit::CONFIG`] (78).
+//! source; the process then exits with [`crate::cli::exit::CONFIG`] (78).
 //!
 //! See `config/connect-chatd.toml` for every key with its default, [`env`] for the
 //! environment names, [`limits`] for the rate-limit defaults and the shared
@@ -27,8 +27,8 @@ pub use raw::{FsyncMode, Overrides, DEFAULT_STATE_DIR};
 pub use validate::valid_session_name;
 
 use crate::api::{Endpoint, Operation};
-use crate::logging::LogFormat;
-use crate::supervisor::History;
+use crate::cli::logging::LogFormat;
+use crate::session::History;
 use figment::providers::{Format, Toml};
 use figment::Figment;
 use std::collections::BTreeMap;

@@ -3,8 +3,8 @@
 
 use super::duration::display;
 use super::{ControlListen, DaemonConfig};
-use crate::logging::LogFormat;
-use crate::supervisor::History;
+use crate::cli::logging::LogFormat;
+use crate::session::History;
 use std::fmt::Write;
 
 impl DaemonConfig {

@@ -5,13 +5,13 @@
 
 use crate::api::model::Timestamp;
 use crate::api::ApiClient;
-use crate::delivery::Cursor;
 use crate::secret::Secret;
-use crate::sink::{Sink, SinkError};
-use crate::store::{Loaded, SavedState, StateStore, StoreError};
-use crate::supervisor::{
+use crate::session::delivery::Cursor;
+use crate::session::store::{Loaded, SavedState, StateStore, StoreError};
+use crate::session::{
     Credentials, History, Resume, SessionError, SessionOutcome, Supervisor, SupervisorConfig,
 };
+use crate::sink::{Sink, SinkError};
 use std::future::Future;
 
 #[derive(Debug, thiserror::Error)]

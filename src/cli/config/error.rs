@@ -1,7 +1,7 @@
 //! Configuration errors. Every [`Problem`] names the key (a dotted path such as
 //! `journal.fsync` or `sessions[2].name`) and where its value came from: the default,
 //! the file, an environment variable or a flag. A [`ConfigError`] holds every problem
-//! found; the process exits with [`crate::exit::CONFIG`] (78).
+//! found; the process exits with [`crate::cli::exit::CONFIG`] (78).
 
 use super::env::ENV_NAME;
 use super::raw::{DEFAULTS_NAME, FLAGS_NAME};
@@ -66,7 +66,7 @@ impl fmt::Display for Problem {
     }
 }
 
-/// The configuration is unusable; exit code [`crate::exit::CONFIG`].
+/// The configuration is unusable; exit code [`crate::cli::exit::CONFIG`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub struct ConfigError {
     problems: Vec<Problem>,
@@ -104,7 +104,7 @@ impl ConfigError {
 
     /// The process exit code for a configuration error (78).
     pub fn exit_code(&self) -> u8 {
-        crate::exit::CONFIG
+        crate::cli::exit::CONFIG
     }
 
     /// The problems of a failed figment extraction (all of them, if figment chained several).

@@ -3,7 +3,7 @@
 //! `validate`.
 
 use super::duration::Seconds;
-use crate::logging::LogFormat;
+use crate::cli::logging::LogFormat;
 use figment::value::{Dict, Map};
 use figment::{Error, Metadata, Profile, Provider};
 use serde::{Deserialize, Serialize};
