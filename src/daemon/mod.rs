@@ -49,7 +49,13 @@ pub struct NewSession {
     pub source: SessionSource,
 }
 
-pub use crate::cli::config::valid_session_name;
+/// True for a valid session name: 1–64 characters of `[A-Za-z0-9._-]`.
+pub fn valid_session_name(name: &str) -> bool {
+    (1..=64).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+}
 
 /// A session the daemon knows: running, or finished and kept for reading.
 enum Entry {

@@ -21,10 +21,10 @@ mod tests;
 #[cfg(test)]
 mod tests_reject;
 
+pub use crate::daemon::valid_session_name;
 pub use error::{ConfigError, Problem, Source};
 pub use limits::{bucket_of, Limit, DEFAULT_LIMITS, SEND_BUCKET};
 pub use raw::{FsyncMode, Overrides, DEFAULT_STATE_DIR};
-pub use validate::valid_session_name;
 
 use crate::api::{Endpoint, Operation};
 use crate::cli::logging::LogFormat;

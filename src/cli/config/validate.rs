@@ -10,6 +10,7 @@ use super::{
     Target,
 };
 use crate::api::{Endpoint, EndpointVariant};
+use crate::daemon::valid_session_name;
 use crate::session::History;
 use figment::Figment;
 use std::collections::HashMap;
@@ -257,14 +258,6 @@ fn check_secret_file(path: &Path) -> Result<(), String> {
         Ok(_) => Ok(()),
         Err(e) => Err(format!("cannot read {}: {e}", path.display())),
     }
-}
-
-/// A session name: 1–64 characters of `[A-Za-z0-9._-]`.
-pub fn valid_session_name(name: &str) -> bool {
-    (1..=64).contains(&name.len())
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
 }
 
 fn sessions(raw: &RawConfig, ctx: &Context, p: &mut Vec<Problem>) -> Vec<SessionSpec> {
