@@ -5,7 +5,7 @@ use clap::parser::ValueSource;
 use clap::{CommandFactory, FromArgMatches};
 use connect_chatd::cli::exit;
 use connect_chatd::cli::tail::TailError;
-use connect_chatd::cli::{run as daemon, sessions};
+use connect_chatd::cli::{run as daemon, sessions, talk};
 use connect_chatd::cli::{Cli, Command, ConfigError, ConnectArgs, ConnectionTypeArg, EmulatorArgs, TailArgs};
 use connect_chatd::session::{SessionError, SessionOutcome};
 use std::process::ExitCode;
@@ -77,6 +77,11 @@ fn main() -> ExitCode {
             Command::CheckConfig(_) => daemon::check_config(daemon_config.as_ref().expect("loaded above")),
             Command::Sessions(args) => sessions::sessions(args).await,
             Command::Stream(args) => sessions::stream(args).await,
+            Command::Send(args) => talk::send(args).await,
+            Command::Event(args) => talk::event(args).await,
+            Command::Disconnect(args) => talk::disconnect(args).await,
+            Command::Attach(args) => talk::attach(args).await,
+            Command::Attachment(args) => talk::attachment(args).await,
         }
     });
     exit::code(code)

@@ -222,6 +222,35 @@ async fn sessions_and_stream_against_a_running_daemon() {
     assert_eq!(wrapped["item"]["Id"], second.id.clone().unwrap().as_str());
     stream.kill().await.unwrap();
 
+    // Talking back through the daemon, once per idempotency key.
+    for _ in 0..2 {
+        let (code, out, err) = client(&[
+            "send",
+            "--session",
+            "dora",
+            "--control",
+            &ctl,
+            "--idempotency-key",
+            "cli-1",
+            "hi from the cli",
+        ])
+        .await;
+        assert_eq!(code, 0, "{err}");
+        assert!(
+            serde_json::from_str::<Value>(&out).unwrap()["Id"].is_string(),
+            "{out}"
+        );
+    }
+    let sent = emu
+        .transcript(&chat.contact_id)
+        .unwrap()
+        .iter()
+        .filter(|i| i.content.as_deref() == Some("hi from the cli"))
+        .count();
+    assert_eq!(sent, 1);
+    let (code, _, err) = client(&["event", "typing", "--session", "dora", "--control", &ctl]).await;
+    assert_eq!(code, 0, "{err}");
+
     // Errors: an unknown session (1, the daemon's JSON error on stderr), no daemon (69).
     let (code, _, err) = client(&["sessions", "--control", &ctl, "show", "nobody"]).await;
     assert_eq!(code, 1);

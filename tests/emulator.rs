@@ -105,12 +105,21 @@ async fn all_eleven_operations_work() {
         "the upload URL is redacted in Debug"
     );
     let put = reqwest::Client::new()
-        .put(upload.url.unwrap().expose())
+        .put(upload.url.clone().unwrap().expose())
+        .header("Content-Type", "text/plain")
         .body("hello")
         .send()
         .await
         .unwrap();
     assert!(put.status().is_success());
+    // A PUT without the signed headers is refused, as a store would.
+    let unsigned = reqwest::Client::new()
+        .put(upload.url.unwrap().expose())
+        .body("hello")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unsigned.status(), 403);
     let att_id = started.attachment_id.unwrap();
     api.complete_attachment_upload(
         &ct,

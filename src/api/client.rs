@@ -230,6 +230,11 @@ impl ApiClient {
         &self.inner.endpoint
     }
 
+    /// The HTTP client itself, for presigned URLs (attachments), which take no bearer.
+    pub(crate) fn http(&self) -> &reqwest::Client {
+        &self.inner.http
+    }
+
     pub fn clock(&self) -> Clock {
         self.inner.clock
     }

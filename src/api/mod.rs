@@ -7,6 +7,7 @@ pub mod endpoint;
 pub mod error;
 pub mod limiter;
 pub mod model;
+pub mod outbound;
 
 pub use client::{ApiClient, ApiClientBuilder, Operation, RetryPolicy};
 pub use endpoint::{Endpoint, EndpointError, EndpointVariant};

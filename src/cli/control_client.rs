@@ -89,11 +89,15 @@ fn request(
     method: &str,
     path: &str,
     body: Option<&serde_json::Value>,
+    headers: &[(&str, &str)],
 ) -> Request<Full<Bytes>> {
     let mut req = Request::builder()
         .method(method)
         .uri(path)
         .header("host", "connect-chatd");
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
     if let Control::Tcp { bearer: Some(b), .. } = control {
         req = req.header("authorization", format!("Bearer {}", b.expose()));
     }
@@ -114,9 +118,20 @@ pub async fn call(
     path: &str,
     body: Option<&serde_json::Value>,
 ) -> Result<(u16, Bytes), ClientError> {
+    call_with(control, method, path, body, &[]).await
+}
+
+/// [`call`] with extra request headers.
+pub async fn call_with(
+    control: &Control,
+    method: &str,
+    path: &str,
+    body: Option<&serde_json::Value>,
+    headers: &[(&str, &str)],
+) -> Result<(u16, Bytes), ClientError> {
     let mut sender = connect(control).await?;
     let resp = sender
-        .send_request(request(control, method, path, body))
+        .send_request(request(control, method, path, body, headers))
         .await
         .map_err(|e| ClientError::Http(e.to_string()))?;
     let status = resp.status().as_u16();
@@ -138,7 +153,7 @@ pub async fn stream(
 ) -> Result<Option<(u16, Bytes)>, ClientError> {
     let mut sender = connect(control).await?;
     let resp = sender
-        .send_request(request(control, "GET", path, None))
+        .send_request(request(control, "GET", path, None, &[]))
         .await
         .map_err(|e| ClientError::Http(e.to_string()))?;
     let status = resp.status().as_u16();

@@ -11,6 +11,7 @@ pub mod logging;
 pub mod run;
 pub mod sessions;
 pub mod tail;
+pub mod talk;
 
 use crate::api::{ApiClient, Endpoint, EndpointVariant};
 use crate::cli::logging::LogFormat;
@@ -62,6 +63,16 @@ pub enum Command {
     Sessions(SessionsArgs),
     /// Follow a running daemon's Items (one session's, or all) as JSON lines on stdout.
     Stream(StreamArgs),
+    /// Send a message to the chat (directly, or through the daemon with --session).
+    Send(talk::SendArgs),
+    /// Send an event: typing, a read or delivered receipt (or disconnect).
+    Event(talk::EventArgs),
+    /// End this participant's part in the chat (DisconnectParticipant).
+    Disconnect(talk::DisconnectArgs),
+    /// Send a file to the chat.
+    Attach(talk::AttachArgs),
+    /// Download an attachment.
+    Attachment(talk::AttachmentArgs),
 }
 
 /// `run` and `check-config`: the configuration file and the flags that override it.

@@ -46,7 +46,7 @@ fn answer(status: u16, body: &[u8]) -> u8 {
 }
 
 /// A path segment or query value, percent-encoded.
-fn encode(s: &str) -> String {
+pub fn encode(s: &str) -> String {
     s.bytes()
         .map(|b| match b {
             b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => (b as char).to_string(),

@@ -40,7 +40,7 @@ pub struct ApiFailure {
 }
 
 impl ApiFailure {
-    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiFailure {
+    pub(crate) fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiFailure {
         ApiFailure {
             status,
             code,
@@ -48,7 +48,7 @@ impl ApiFailure {
         }
     }
 
-    fn bad_request(message: impl Into<String>) -> ApiFailure {
+    pub(crate) fn bad_request(message: impl Into<String>) -> ApiFailure {
         ApiFailure::new(StatusCode::BAD_REQUEST, "bad_request", message)
     }
 }
@@ -67,6 +67,8 @@ impl From<DaemonError> for ApiFailure {
             DaemonError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             DaemonError::NameTaken(_) => (StatusCode::CONFLICT, "conflict"),
             DaemonError::ShuttingDown => (StatusCode::SERVICE_UNAVAILABLE, "shutting_down"),
+            DaemonError::Ended(_) => (StatusCode::GONE, "chat_ended"),
+            DaemonError::NotConnected(_) => (StatusCode::SERVICE_UNAVAILABLE, "not_connected"),
             DaemonError::Journal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         };
         ApiFailure::new(status, code, e.to_string())
@@ -131,6 +133,7 @@ pub fn router(daemon: Arc<Daemon>, bearer: Option<Secret>) -> Router {
         .route("/v1/items", get(all_items))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .merge(super::outbound::routes())
         .fallback(|| async { ApiFailure::new(StatusCode::NOT_FOUND, "not_found", "no such route") })
         .method_not_allowed_fallback(|| async {
             ApiFailure::new(

@@ -6,12 +6,14 @@
 //!
 //! * [`session`]: one chat — a supervisor whose Items are journalled;
 //! * [`control`]: the control API (sessions, SSE streams, probes);
+//! * [`outbound`]: its talking-back routes (messages, events, attachments, disconnect);
 //! * [`run`]: putting it together until a shutdown.
 //!
 //! Its consumers (stdout, SSE) are in [`crate::sink`]; the CLI's client of a running
 //! daemon is in [`crate::cli`].
 
 pub mod control;
+pub mod outbound;
 pub mod run;
 pub mod session;
 
@@ -37,6 +39,10 @@ pub enum DaemonError {
     Journal(#[from] journal::JournalError),
     #[error("the daemon is shutting down")]
     ShuttingDown,
+    #[error("the chat of session {0:?} has ended")]
+    Ended(String),
+    #[error("session {0:?} has no connection yet; try again in a moment")]
+    NotConnected(String),
 }
 
 /// A session to add.
@@ -269,6 +275,19 @@ impl Daemon {
     pub fn list(&self) -> Vec<SessionView> {
         let sessions = self.sessions.lock().expect("sessions lock");
         sessions.values().map(Entry::view).collect()
+    }
+
+    /// A session that is still running, to talk through.
+    pub fn running(&self, name: &str) -> Result<Arc<RunningSession>, DaemonError> {
+        match self.sessions.lock().expect("sessions lock").get(name) {
+            None => Err(DaemonError::NotFound(name.to_string())),
+            Some(Entry::Running(s)) if !s.is_finished() => Ok(s.clone()),
+            Some(_) => Err(DaemonError::Ended(name.to_string())),
+        }
+    }
+
+    pub fn api(&self) -> &ApiClient {
+        &self.api
     }
 
     pub fn get(&self, name: &str) -> Option<SessionView> {

@@ -95,7 +95,12 @@ pub struct RunningSession {
     progress: Arc<Mutex<Progress>>,
     stop: watch::Sender<bool>,
     done: watch::Receiver<bool>,
+    /// When the last typing event went out (one per [`TYPING_EVERY`] at most).
+    pub(crate) last_typing: Mutex<Option<tokio::time::Instant>>,
 }
+
+/// The least time between two typing events of one session.
+pub const TYPING_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// How to start a session.
 pub struct SessionStart {
@@ -151,6 +156,7 @@ impl RunningSession {
             progress,
             stop,
             done,
+            last_typing: Mutex::new(None),
         }
     }
 
@@ -163,6 +169,11 @@ impl RunningSession {
     pub async fn finished(&self) {
         let mut done = self.done.clone();
         let _ = done.wait_for(|d| *d).await;
+    }
+
+    /// The current ConnectionToken, once the session has connected.
+    pub fn connection_token(&self) -> Option<Secret> {
+        self.credentials.borrow().as_ref().map(|c| c.token.clone())
     }
 
     pub fn is_finished(&self) -> bool {

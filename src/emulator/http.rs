@@ -216,10 +216,12 @@ async fn describe_view(
 async fn upload_attachment(
     State((shared, _)): State<AppState>,
     Path(id): Path<String>,
+    headers: axum::http::HeaderMap,
     body: Bytes,
 ) -> Response {
     let mut st = shared.lock();
-    match st.upload_attachment(&id, body.len()) {
+    let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
+    match st.upload_attachment(&id, content_type, body) {
         Ok(()) => respond(&st, StatusCode::OK, "{}".into()),
         Err(e) => error_response(&st, &e),
     }
@@ -227,10 +229,9 @@ async fn upload_attachment(
 
 async fn download_attachment(State((shared, _)): State<AppState>, Path(id): Path<String>) -> Response {
     let st = shared.lock();
-    match st.attachment_size(&id) {
-        // The emulator keeps sizes, not bytes: the download is that many zero bytes.
-        Some(n) => {
-            let mut r = Response::new(Body::from(vec![0u8; n]));
+    match st.attachment_bytes(&id) {
+        Some(bytes) => {
+            let mut r = Response::new(Body::from(bytes));
             r.headers_mut().insert(
                 header::CONTENT_TYPE,
                 HeaderValue::from_static("application/octet-stream"),

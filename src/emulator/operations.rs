@@ -383,18 +383,37 @@ impl State {
         })
     }
 
-    /// The upload itself (the presigned PUT).
-    pub fn upload_attachment(&mut self, id: &str, size: usize) -> Result<(), ServiceError> {
+    /// The upload itself (the presigned PUT): like a store checking a signature, it
+    /// refuses a body whose size or `Content-Type` is not the one that was signed.
+    pub fn upload_attachment(
+        &mut self,
+        id: &str,
+        content_type: Option<&str>,
+        body: axum::body::Bytes,
+    ) -> Result<(), ServiceError> {
         let a = self
             .attachments
             .get_mut(id)
             .ok_or_else(|| ServiceError::new(ErrorCode::ResourceNotFound, "No such attachment"))?;
-        a.uploaded = Some(size);
+        if content_type != Some(a.content_type.as_str()) {
+            return Err(ServiceError::new(
+                ErrorCode::AccessDenied,
+                format!("SignatureDoesNotMatch: Content-Type must be {}", a.content_type),
+            ));
+        }
+        if body.len() as i64 != a.size {
+            return Err(ServiceError::validation(format!(
+                "the body has {} bytes; {} were announced",
+                body.len(),
+                a.size
+            )));
+        }
+        a.uploaded = Some(body);
         Ok(())
     }
 
-    pub fn attachment_size(&self, id: &str) -> Option<usize> {
-        self.attachments.get(id).and_then(|a| a.uploaded)
+    pub fn attachment_bytes(&self, id: &str) -> Option<axum::body::Bytes> {
+        self.attachments.get(id).and_then(|a| a.uploaded.clone())
     }
 
     pub fn complete_attachment_upload(

@@ -89,7 +89,8 @@ pub(super) struct Attachment {
     pub(super) name: String,
     pub(super) content_type: String,
     pub(super) size: i64,
-    pub(super) uploaded: Option<usize>,
+    /// The bytes of the presigned PUT, as a store would keep them.
+    pub(super) uploaded: Option<axum::body::Bytes>,
     pub(super) completed_with: Option<String>,
 }
 

@@ -29,6 +29,9 @@
 //!   duplicated); `absolute_time` its `AbsoluteTime`; `ephemeral` 1 for typing
 //!   indicators, receipts and acks (live only, never a resume point); `json` the Item
 //!   exactly as the service sent it; `committed_at` when it was journalled.
+//! * `answers`: the answers to control requests that carried an `Idempotency-Key`:
+//!   `session`, `key`, `status`, `body` (JSON), `created_at`; kept for the retention
+//!   period, at most 100 000.
 //! * `consumers`: `name`, `position` (the seq of the last Item it has finished with),
 //!   `updated_at`.
 //!
@@ -292,6 +295,24 @@ impl Journal {
         self.op(op).await.map(drop)
     }
 
+    /// Remembers the answer to a request carrying an Idempotency-Key, so a retry (also
+    /// after a restart) gets it again instead of posting twice. The first answer stays.
+    pub async fn remember_answer(
+        &self,
+        session: &str,
+        key: &str,
+        status: u16,
+        body: &str,
+    ) -> Result<(), JournalError> {
+        let op = Op::RememberAnswer {
+            session: session.to_string(),
+            key: key.to_string(),
+            status,
+            body: body.to_string(),
+        };
+        self.op(op).await.map(drop)
+    }
+
     /// Retention: deletes the Items and registry rows of sessions that ended more than
     /// `retention` before `now`, and the Items of unregistered sessions whose newest Item
     /// was committed more than `retention` before `now`. Returns the Items deleted.
@@ -382,5 +403,10 @@ impl Journal {
     /// A consumer's position, if it has one.
     pub fn position(&self, name: &str) -> Result<Option<Seq>, JournalError> {
         self.inner.reads.with(|c, p| reader::position(c, p, name))
+    }
+
+    /// The remembered answer to an Idempotency-Key of a session: (status, body).
+    pub fn answer(&self, session: &str, key: &str) -> Result<Option<(u16, String)>, JournalError> {
+        self.inner.reads.with(|c, p| reader::answer(c, p, session, key))
     }
 }

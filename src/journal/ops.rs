@@ -32,6 +32,18 @@ pub(crate) fn run_op(
                 params![name, seq, now],
             )
             .ctx(path, || format!("set the position of consumer {name:?}")),
+        Op::RememberAnswer {
+            session,
+            key,
+            status,
+            body,
+        } => conn
+            .execute(
+                "INSERT OR IGNORE INTO answers (session, key, status, body, created_at) \
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![session, key, status, body, now],
+            )
+            .ctx(path, || format!("remember an answer of session {session:?}")),
         Op::Purge { cutoff } => purge(conn, path, &cutoff),
     }
 }
@@ -56,5 +68,21 @@ fn purge(conn: &Connection, path: &std::path::Path, cutoff: &str) -> Result<usiz
             [cutoff],
         )
         .ctx(path, what)?;
+    // Answers to idempotent requests: kept for the retention period, and never more
+    // than MAX_ANSWERS (the oldest go first).
+    conn.execute(
+        "DELETE FROM answers WHERE julianday(created_at) < julianday(?1)",
+        [cutoff],
+    )
+    .ctx(path, what)?;
+    conn.execute(
+        "DELETE FROM answers WHERE rowid IN (SELECT rowid FROM answers ORDER BY created_at DESC \
+         LIMIT -1 OFFSET ?1)",
+        [MAX_ANSWERS],
+    )
+    .ctx(path, what)?;
     Ok(ended + orphaned)
 }
+
+/// The most answers to idempotent requests kept.
+pub(crate) const MAX_ANSWERS: i64 = 100_000;

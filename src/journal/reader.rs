@@ -124,6 +124,21 @@ pub(crate) fn position(conn: &Connection, path: &Path, name: &str) -> Result<Opt
         .ctx(path, || format!("read the position of consumer {name:?}"))
 }
 
+/// The remembered answer to `key` of `session`: (status, body).
+pub(crate) fn answer(
+    conn: &Connection,
+    path: &Path,
+    session: &str,
+    key: &str,
+) -> Result<Option<(u16, String)>, JournalError> {
+    conn.prepare_cached("SELECT status, body FROM answers WHERE session = ?1 AND key = ?2")
+        .and_then(|mut stmt| {
+            stmt.query_row([session, key], |r| Ok((r.get(0)?, r.get(1)?)))
+                .optional()
+        })
+        .ctx(path, || format!("read an answer of session {session:?}"))
+}
+
 /// Sessions matching `filter` (an SQL condition on `sessions` with one parameter, or
 /// none), by name.
 pub(crate) fn sessions(

@@ -54,6 +54,14 @@ CREATE TABLE IF NOT EXISTS items (
 CREATE INDEX IF NOT EXISTS items_session_seq ON items (session, seq);
 CREATE UNIQUE INDEX IF NOT EXISTS items_session_item_id ON items (session, item_id)
     WHERE item_id IS NOT NULL;
+CREATE TABLE IF NOT EXISTS answers (
+    session    TEXT NOT NULL,
+    key        TEXT NOT NULL,
+    status     INTEGER NOT NULL,
+    body       TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    PRIMARY KEY (session, key)
+);
 CREATE TABLE IF NOT EXISTS consumers (
     name       TEXT PRIMARY KEY,
     position   INTEGER NOT NULL,

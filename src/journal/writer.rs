@@ -63,6 +63,13 @@ pub(crate) enum Op {
         name: String,
         seq: Seq,
     },
+    /// Remembers the answer to a request with an Idempotency-Key.
+    RememberAnswer {
+        session: String,
+        key: String,
+        status: u16,
+        body: String,
+    },
     /// Deletes what retention allows, for a cutoff time in RFC 3339.
     Purge {
         cutoff: String,

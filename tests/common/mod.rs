@@ -2,6 +2,8 @@
 //! client pointed at it.
 #![allow(dead_code)]
 
+pub mod daemon;
+
 use connect_chatd::api::model::{Item, ParticipantRole};
 use connect_chatd::api::{ApiClient, Endpoint, RetryPolicy};
 use connect_chatd::cli::tail::{tail, TailError};

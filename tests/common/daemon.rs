@@ -1,0 +1,111 @@
+//! An in-process daemon on a loopback TCP control listener (with a bearer secret), for
+//! the daemon's tests.
+
+use super::client;
+use connect_chatd::daemon::run::{run, Bound, ConfiguredSession, Listen, RunOptions};
+use connect_chatd::daemon::Daemon;
+use connect_chatd::emulator::Emulator;
+use connect_chatd::journal::{Fsync, Journal, JournalSettings};
+use connect_chatd::secret::Secret;
+use connect_chatd::session::SupervisorConfig;
+use serde_json::Value;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::oneshot;
+
+pub const BEARER: &str = "control-secret";
+
+pub struct Running {
+    pub base: String,
+    pub daemon: Arc<Daemon>,
+    stop: Option<oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<()>,
+    pub http: reqwest::Client,
+}
+
+impl Running {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    pub async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
+        let mut req = self.http.request(method, self.url(path)).bearer_auth(BEARER);
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req.send().await.expect("the control API answers");
+        let status = resp.status().as_u16();
+        let text = resp.text().await.unwrap();
+        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+
+    pub async fn stop(mut self) {
+        let _ = self.stop.take().unwrap().send(());
+        self.task.await.unwrap();
+    }
+}
+
+pub fn open_journal(dir: &std::path::Path) -> Journal {
+    Journal::open(
+        dir,
+        JournalSettings {
+            fsync: Fsync::Batch,
+            retention: Duration::from_secs(3600),
+        },
+    )
+    .expect("the journal opens")
+}
+
+pub async fn start_daemon(
+    emu: &Emulator,
+    dir: &std::path::Path,
+    sessions: Vec<ConfiguredSession>,
+) -> Running {
+    let journal = open_journal(dir);
+    let opts = RunOptions {
+        api: client(emu),
+        journal,
+        supervisor: SupervisorConfig::default(),
+        listen: Listen::Tcp("127.0.0.1:0".parse().unwrap()),
+        bearer: Some(Secret::new(BEARER)),
+        stdout: false,
+        http_listen: None,
+        sessions,
+    };
+    let (ready_tx, ready_rx) = oneshot::channel();
+    let (stop_tx, stop_rx) = oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        let mut ready = Some(ready_tx);
+        run(
+            opts,
+            async {
+                let _ = stop_rx.await;
+            },
+            move |bound, daemon| {
+                let _ = ready.take().unwrap().send((bound.clone(), daemon.clone()));
+            },
+        )
+        .await
+        .expect("the daemon runs");
+    });
+    let (bound, daemon) = ready_rx.await.expect("the daemon gets ready");
+    let Bound::Tcp(addr) = bound else { panic!("tcp") };
+    Running {
+        base: format!("http://{addr}"),
+        daemon,
+        stop: Some(stop_tx),
+        task,
+        http: reqwest::Client::new(),
+    }
+}
+
+/// Waits (real time, bounded) until `f` is true.
+pub async fn eventually(what: &str, mut f: impl FnMut() -> bool) {
+    for _ in 0..400 {
+        if f() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("timed out waiting for {what}");
+}
