@@ -209,12 +209,14 @@ async fn a_bad_token_ends_its_own_session_and_no_other() {
             participant_token: Secret::new("not-a-token"),
             history: History::All,
             labels: Default::default(),
+            receipts: false,
         },
         ConfiguredSession {
             name: "good".into(),
             participant_token: good.participant_token.clone(),
             history: History::All,
             labels: Default::default(),
+            receipts: false,
         },
     ];
     let d = start_daemon(&emu, dir.path(), sessions).await;
@@ -248,6 +250,7 @@ async fn the_journal_and_a_resumed_sse_reader_get_every_item_once_across_a_resta
         participant_token: chat.participant_token.clone(),
         history: History::All,
         labels: Default::default(),
+        receipts: false,
     }];
     let d = start_daemon(&emu, dir.path(), sessions.clone()).await;
     eventually("live", || state_of(&d.daemon, "cleo") == "live").await;
@@ -372,6 +375,7 @@ async fn a_restart_resumes_configured_sessions_and_drops_those_no_longer_configu
         participant_token: chat.participant_token.clone(),
         history: History::All,
         labels: Default::default(),
+        receipts: false,
     };
     let d = start_daemon(
         &emu,

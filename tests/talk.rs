@@ -264,6 +264,7 @@ async fn the_daemon_sends_once_per_idempotency_key_even_across_a_restart() {
         participant_token: chat.participant_token.clone(),
         history: History::All,
         labels: Default::default(),
+        receipts: false,
     }];
     let d = start_daemon(&emu, dir.path(), sessions.clone()).await;
     eventually("live", || d.daemon.get("cleo").is_some_and(|v| v.state == "live")).await;
@@ -446,5 +447,84 @@ async fn the_daemon_sends_once_per_idempotency_key_even_across_a_restart() {
         .await
         .unwrap();
     assert_eq!(resp.status(), 410);
+    d.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn automatic_receipts_are_delayed_deduplicated_throttled_and_never_for_own_messages() {
+    let emu = emulator(Timing::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (auto, quiet) = (emu.create_chat("Auto"), emu.create_chat("Quiet"));
+    let session = |name: &str, chat: &CreatedChat, receipts: bool| ConfiguredSession {
+        name: name.into(),
+        participant_token: chat.participant_token.clone(),
+        history: History::All,
+        labels: Default::default(),
+        receipts,
+    };
+    let d = start_daemon(
+        &emu,
+        dir.path(),
+        vec![session("auto", &auto, true), session("quiet", &quiet, false)],
+    )
+    .await;
+    eventually("live", || {
+        ["auto", "quiet"]
+            .iter()
+            .all(|n| d.daemon.get(n).is_some_and(|v| v.state == "live"))
+    })
+    .await;
+    let events = || emu.stats().calls.get("SendEvent").copied().unwrap_or(0);
+
+    // The first incoming message: a delivered receipt about 300 ms later.
+    agent_says(&emu, &auto, "m1");
+    agent_says(&emu, &quiet, "to the quiet one");
+    eventually("the first receipt", || events() == 1).await;
+    // Two more at once, and a message of our own: the window of 5 s holds them back.
+    agent_says(&emu, &auto, "m2");
+    let m3 = agent_says(&emu, &auto, "m3");
+    let own = d
+        .http
+        .post(d.url("/v1/sessions/auto/messages"))
+        .bearer_auth(BEARER)
+        .json(&json!({"content": "my own"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(own.status(), 200);
+    // A read receipt for m3 through the API goes at once and makes its delivered one moot.
+    let read = json!({"content_type": "application/vnd.amazonaws.connect.event.message.read",
+                      "content": json!({"messageId": m3.id}).to_string()});
+    let resp = d
+        .http
+        .post(d.url("/v1/sessions/auto/events"))
+        .bearer_auth(BEARER)
+        .json(&read)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let again: Value = d
+        .http
+        .post(d.url("/v1/sessions/auto/events"))
+        .bearer_auth(BEARER)
+        .json(&read)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(again["Duplicate"], true, "one read receipt per message");
+    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    assert_eq!(
+        events(),
+        2,
+        "the first receipt and the read receipt; the rest wait for the window"
+    );
+    // After the window: m2's delivered receipt only (not m3's, not our own message's).
+    eventually("the second batch", || events() == 3).await;
+    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    assert_eq!(events(), 3);
     d.stop().await;
 }

@@ -137,6 +137,9 @@ pub enum SessionsAction {
         /// A label, KEY=VALUE (repeatable).
         #[arg(long = "label", value_name = "KEY=VALUE")]
         labels: Vec<String>,
+        /// Send delivered receipts for incoming messages automatically.
+        #[arg(long)]
+        receipts: bool,
     },
     /// Every session, as `{"sessions": [...]}`.
     List,

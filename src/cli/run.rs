@@ -79,6 +79,7 @@ pub fn options(cfg: &DaemonConfig) -> Result<RunOptions, StartError> {
                 )?,
                 history: s.history,
                 labels: s.labels.clone(),
+                receipts: s.receipts,
             })
         })
         .collect::<Result<Vec<_>, StartError>>()?;

@@ -109,6 +109,7 @@ pub async fn sessions(args: SessionsArgs) -> u8 {
             name,
             history,
             labels,
+            receipts,
         } => {
             let token = match std::fs::read_to_string(&participant_token_file) {
                 Ok(t) if !t.trim().is_empty() => t.trim().to_string(),
@@ -136,6 +137,7 @@ pub async fn sessions(args: SessionsArgs) -> u8 {
                 "participant_token": token,
                 "history": match history { HistoryArg::All => "all", HistoryArg::None => "none" },
                 "labels": label_map,
+                "receipts": receipts,
             });
             if let Some(n) = name {
                 body["name"] = n.into();

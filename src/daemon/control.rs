@@ -120,6 +120,7 @@ struct AddBody {
     name: Option<String>,
     history: Option<String>,
     labels: Option<BTreeMap<String, String>>,
+    receipts: Option<bool>,
 }
 
 type AppState = Arc<Daemon>;
@@ -239,6 +240,7 @@ async fn add_session(
             name: body.name,
             history,
             labels: body.labels.unwrap_or_default(),
+            receipts: body.receipts.unwrap_or(false),
             source: crate::journal::SessionSource::Api,
         })
         .await?;

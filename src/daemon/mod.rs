@@ -14,6 +14,7 @@
 
 pub mod control;
 pub mod outbound;
+pub mod receipts;
 pub mod run;
 pub mod session;
 
@@ -52,6 +53,8 @@ pub struct NewSession {
     pub name: Option<String>,
     pub history: History,
     pub labels: BTreeMap<String, String>,
+    /// Automatic delivered receipts for incoming messages.
+    pub receipts: bool,
     pub source: SessionSource,
 }
 
@@ -187,6 +190,7 @@ impl Daemon {
         };
         let mut rec = SessionRecord::new(name, new.participant_token, new.source, history);
         rec.labels = new.labels;
+        rec.receipts = new.receipts;
         rec.state = "connecting".into();
         self.journal.put_session(&rec).await?;
         let running = self.launch(&rec, None);
@@ -211,6 +215,7 @@ impl Daemon {
                 labels: rec.labels.clone(),
                 cfg,
                 resume,
+                receipts: rec.receipts,
             },
         ));
         self.sessions
@@ -361,6 +366,7 @@ fn retired_view(rec: &SessionRecord) -> SessionView {
         contact_id: rec.contact_id.clone(),
         participant_id: rec.participant_id.clone(),
         labels: rec.labels.clone(),
+        receipts: rec.receipts,
         counters: Default::default(),
         last_item_at: None,
         last_error: rec.last_error.clone(),

@@ -151,7 +151,7 @@ async fn send_message(
         body.content_type.as_deref().unwrap_or("text/plain"),
         &body.content,
     )?;
-    let (_, token) = connected(&daemon, &name)?;
+    let (session, token) = connected(&daemon, &name)?;
     request.client_token = key.clone();
     once(&daemon, &name, key, async {
         let resp = daemon
@@ -159,6 +159,10 @@ async fn send_message(
             .send_message(&token, &request)
             .await
             .map_err(api_failure)?;
+        if let Some(id) = &resp.id {
+            // Its echo on the socket is this participant's own: no receipt for it.
+            session.sent.lock().expect("receipts lock").own_message(id);
+        }
         Ok((
             StatusCode::OK,
             json!({"Id": resp.id, "AbsoluteTime": resp.absolute_time}),
@@ -187,6 +191,17 @@ async fn send_event(
     if kind == EventKind::Typing && !typing_allowed(&session) {
         return Ok((StatusCode::OK, Json(json!({"Throttled": true}))).into_response());
     }
+    let receipt_for = request
+        .content
+        .as_deref()
+        .filter(|_| kind != EventKind::Typing)
+        .and_then(outbound::receipt_message_id);
+    if let Some(id) = &receipt_for {
+        // At most one receipt of each kind per message.
+        if session.sent.lock().expect("receipts lock").has(kind, id) {
+            return Ok((StatusCode::OK, Json(json!({"Duplicate": true}))).into_response());
+        }
+    }
     request.client_token = key.clone();
     once(&daemon, &name, key, async {
         let resp = daemon
@@ -194,6 +209,9 @@ async fn send_event(
             .send_event(&token, &request)
             .await
             .map_err(api_failure)?;
+        if let Some(id) = &receipt_for {
+            session.sent.lock().expect("receipts lock").mark(kind, id);
+        }
         Ok((
             StatusCode::OK,
             json!({"Id": resp.id, "AbsoluteTime": resp.absolute_time}),

@@ -30,6 +30,8 @@ pub struct ConfiguredSession {
     pub participant_token: Secret,
     pub history: History,
     pub labels: BTreeMap<String, String>,
+    /// Automatic delivered receipts for incoming messages.
+    pub receipts: bool,
 }
 
 /// Everything `run` needs, already validated.
@@ -103,6 +105,7 @@ pub async fn run(
                 name: Some(s.name.clone()),
                 history: s.history,
                 labels: s.labels,
+                receipts: s.receipts,
                 source: crate::journal::SessionSource::Config,
             })
             .await

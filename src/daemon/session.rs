@@ -8,6 +8,7 @@
 //! is dropped. A rejected token, a fatal answer or a panic ends this session alone,
 //! with the reason recorded.
 
+use super::receipts::{Receipts, Sent};
 use crate::api::model::Item;
 use crate::api::ApiClient;
 use crate::journal::Journal;
@@ -30,6 +31,8 @@ pub struct SessionView {
     pub contact_id: Option<String>,
     pub participant_id: Option<String>,
     pub labels: BTreeMap<String, String>,
+    /// Automatic delivered receipts on.
+    pub receipts: bool,
     pub counters: Counters,
     pub last_item_at: Option<String>,
     pub last_error: Option<String>,
@@ -97,6 +100,9 @@ pub struct RunningSession {
     done: watch::Receiver<bool>,
     /// When the last typing event went out (one per [`TYPING_EVERY`] at most).
     pub(crate) last_typing: Mutex<Option<tokio::time::Instant>>,
+    /// Receipts and own messages sent (shared with the receipts task).
+    pub(crate) sent: Arc<Mutex<Sent>>,
+    pub receipts: bool,
 }
 
 /// The least time between two typing events of one session.
@@ -110,6 +116,8 @@ pub struct SessionStart {
     pub labels: BTreeMap<String, String>,
     pub cfg: SupervisorConfig,
     pub resume: Option<Resume>,
+    /// Automatic delivered receipts for incoming messages.
+    pub receipts: bool,
 }
 
 impl RunningSession {
@@ -122,12 +130,20 @@ impl RunningSession {
             labels,
             cfg,
             resume,
+            receipts,
         } = start;
+        // A new session's first history is not "incoming": receipts start with what
+        // arrives from now on. A resumed one's new Items are all incoming.
+        let receipts_after = resume.is_none().then(OffsetDateTime::now_utc);
         // Every log line of this chat (supervisor, socket) names the session.
         let span = tracing::info_span!("session", session = %name);
-        let handle = span.in_scope(|| Supervisor::spawn_resumed(api, participant_token, cfg, resume));
+        let handle = span.in_scope(|| Supervisor::spawn_resumed(api.clone(), participant_token, cfg, resume));
         let (items, task) = handle.into_parts();
         let credentials = task.credentials.clone();
+        let sent = Arc::new(Mutex::new(Sent::default()));
+        let receipts_on = receipts;
+        let receipts =
+            receipts.then(|| span.in_scope(|| Receipts::spawn(api, credentials.clone(), sent.clone())));
         let progress = Arc::new(Mutex::new(Progress {
             contact_id: None,
             participant_id: None,
@@ -143,6 +159,9 @@ impl RunningSession {
             name: name.clone(),
             journal,
             progress: progress.clone(),
+            receipts,
+            receipts_after,
+            sent: sent.clone(),
         };
         tokio::spawn(tracing::Instrument::instrument(
             runner.run(items, task, stop_rx, done_tx),
@@ -157,6 +176,8 @@ impl RunningSession {
             stop,
             done,
             last_typing: Mutex::new(None),
+            sent,
+            receipts: receipts_on,
         }
     }
 
@@ -188,6 +209,7 @@ impl RunningSession {
             contact_id: p.contact_id.clone(),
             participant_id: p.participant_id.clone(),
             labels: self.labels.clone(),
+            receipts: self.receipts,
             counters: p.counters,
             last_item_at: p.last_item_at.clone(),
             last_error: p.last_error.clone(),
@@ -199,6 +221,9 @@ struct Runner {
     name: String,
     journal: Journal,
     progress: Arc<Mutex<Progress>>,
+    receipts: Option<Receipts>,
+    receipts_after: Option<OffsetDateTime>,
+    sent: Arc<Mutex<Sent>>,
 }
 
 impl Runner {
@@ -226,7 +251,17 @@ impl Runner {
                         }
                     }
                     self.note_items(&batch);
-                    if let Err(e) = self.journal.append(&self.name, batch).await {
+                    let incoming = self.incoming(&batch);
+                    let appended = self.journal.append(&self.name, batch).await;
+                    if let (Some(r), Ok(seqs)) = (&self.receipts, &appended) {
+                        // Only Items new to the journal: a replay gets no second receipt.
+                        for (i, id) in incoming {
+                            if seqs.get(i).is_some_and(Option::is_some) {
+                                r.offer(&id);
+                            }
+                        }
+                    }
+                    if let Err(e) = appended {
                         // Without the journal nothing can be delivered: stop this session
                         // (its cursor stays at the last committed Item).
                         tracing::error!(session = %self.name, error = %e, "cannot journal Items; stopping the session");
@@ -293,15 +328,55 @@ impl Runner {
         let _ = done.send(true);
     }
 
+    /// The incoming messages of a batch (index, Id), when receipts are on.
+    fn incoming(&self, batch: &[Item]) -> Vec<(usize, String)> {
+        if self.receipts.is_none() {
+            return Vec::new();
+        }
+        let own = self
+            .progress
+            .lock()
+            .expect("progress lock")
+            .participant_id
+            .clone();
+        let sent = self.sent.lock().expect("receipts lock");
+        batch
+            .iter()
+            .enumerate()
+            .filter(|(_, item)| item.item_type == Some(crate::api::model::ChatItemType::Message))
+            .filter(|(_, item)| own.is_none() || item.participant_id != own)
+            .filter(|(_, item)| {
+                let at = item
+                    .absolute_time
+                    .as_deref()
+                    .and_then(|t| crate::clock::parse_timestamp(t).ok());
+                match (self.receipts_after, at) {
+                    (Some(after), Some(at)) => at >= after,
+                    _ => true,
+                }
+            })
+            .filter_map(|(i, item)| {
+                let id = item.id.clone()?;
+                (!sent.is_own(&id)).then_some((i, id))
+            })
+            .collect()
+    }
+
     fn note_items(&self, batch: &[Item]) {
         let mut p = self.progress.lock().expect("progress lock");
         for item in batch {
             if p.contact_id.is_none() {
                 p.contact_id = item.contact_id.clone();
             }
-            // The connection acknowledgement is sent by this participant itself.
+            // The connection acknowledgement, and the messages this daemon sent, are
+            // this participant's own: they tell its ParticipantId.
+            let own_message = item
+                .id
+                .as_deref()
+                .is_some_and(|id| self.sent.lock().expect("receipts lock").is_own(id));
             if p.participant_id.is_none()
-                && item.content_type.as_deref() == Some(crate::api::model::CONTENT_TYPE_CONNECTION_ACK)
+                && (own_message
+                    || item.content_type.as_deref() == Some(crate::api::model::CONTENT_TYPE_CONNECTION_ACK))
             {
                 p.participant_id = item.participant_id.clone();
             }

@@ -81,6 +81,8 @@ pub struct SessionRecord {
     pub connection_token: Option<Secret>,
     /// The ConnectionToken's expiry as the service wrote it (RFC 3339).
     pub connection_expiry: Option<String>,
+    /// Automatic delivered receipts for incoming messages.
+    pub receipts: bool,
 }
 
 impl SessionRecord {
@@ -107,6 +109,7 @@ impl SessionRecord {
             ended_at: None,
             connection_token: None,
             connection_expiry: None,
+            receipts: false,
         }
     }
 
@@ -127,7 +130,7 @@ pub fn fingerprint(token: &Secret) -> String {
 
 pub(crate) const COLUMNS: &str = "name, participant_token, source, history, labels, contact_id, \
      participant_id, state, last_error, created_at, updated_at, ended_at, connection_token, \
-     connection_expiry";
+     connection_expiry, receipts";
 
 /// Decodes a row selected with [`COLUMNS`]. A value that cannot be decoded is reported
 /// by column, never by the row's tokens.
@@ -160,6 +163,7 @@ pub(crate) fn from_row(row: &Row<'_>, path: &Path) -> Result<SessionRecord, Jour
         ended_at: opt(11)?.map(|s| time("ended_at", s)).transpose()?,
         connection_token: opt(12)?.map(Secret::new),
         connection_expiry: opt(13)?,
+        receipts: row.get::<_, bool>(14).ctx(path, what)?,
         name,
     })
 }
@@ -188,15 +192,15 @@ pub(crate) fn put(conn: &Connection, path: &Path, r: &SessionRecord) -> Result<u
     conn.execute(
         "INSERT INTO sessions (name, participant_token, token_fingerprint, source, history, labels, \
             contact_id, participant_id, state, last_error, created_at, updated_at, ended_at, \
-            connection_token, connection_expiry) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15) \
+            connection_token, connection_expiry, receipts) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16) \
          ON CONFLICT (name) DO UPDATE SET participant_token = excluded.participant_token, \
             token_fingerprint = excluded.token_fingerprint, source = excluded.source, \
             history = excluded.history, labels = excluded.labels, contact_id = excluded.contact_id, \
             participant_id = excluded.participant_id, state = excluded.state, \
             last_error = excluded.last_error, updated_at = excluded.updated_at, \
             ended_at = excluded.ended_at, connection_token = excluded.connection_token, \
-            connection_expiry = excluded.connection_expiry",
+            connection_expiry = excluded.connection_expiry, receipts = excluded.receipts",
         params![
             r.name,
             r.participant_token.expose(),
@@ -213,6 +217,7 @@ pub(crate) fn put(conn: &Connection, path: &Path, r: &SessionRecord) -> Result<u
             r.ended_at.map(format_timestamp),
             r.connection_token.as_ref().map(Secret::expose),
             r.connection_expiry,
+            r.receipts,
         ],
     )
     .ctx(path, what)

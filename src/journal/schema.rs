@@ -40,7 +40,8 @@ CREATE TABLE IF NOT EXISTS sessions (
     updated_at        TEXT NOT NULL,
     ended_at          TEXT,
     connection_token  TEXT,
-    connection_expiry TEXT
+    connection_expiry TEXT,
+    receipts          INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS items (
     seq           INTEGER PRIMARY KEY AUTOINCREMENT,

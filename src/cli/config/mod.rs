@@ -133,6 +133,8 @@ pub struct SessionSpec {
     /// Default `all`.
     pub history: History,
     pub labels: BTreeMap<String, String>,
+    /// Automatic delivered receipts for incoming messages (default false).
+    pub receipts: bool,
 }
 
 impl DaemonConfig {

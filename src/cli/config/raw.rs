@@ -141,6 +141,8 @@ pub struct RawSession {
     pub history: Option<RawHistory>,
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
+    #[serde(default)]
+    pub receipts: bool,
 }
 
 /// The defaults layer; `state_dir` is `$STATE_DIRECTORY` when set (as systemd does).

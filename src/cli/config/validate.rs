@@ -296,6 +296,7 @@ fn sessions(raw: &RawConfig, ctx: &Context, p: &mut Vec<Problem>) -> Vec<Session
                 Some(RawHistory::All) | None => History::All,
             },
             labels: s.labels.clone(),
+            receipts: s.receipts,
         });
     }
     out
