@@ -15,7 +15,7 @@
 //! per session (leading edge); the others answer `{"Throttled": true}`.
 
 use super::control::{ApiFailure, JsonBody};
-use super::session::{RunningSession, TYPING_EVERY};
+use super::session::RunningSession;
 use super::{Daemon, DaemonError};
 use crate::api::model::DisconnectParticipantRequest;
 use crate::api::outbound::{self, AttachError, EventKind, InvalidOutbound};
@@ -188,7 +188,7 @@ async fn send_event(
     let kind = EventKind::from_content_type(&body.content_type)?;
     let mut request = outbound::event(kind, None, body.content.as_deref())?;
     let (session, token) = connected(&daemon, &name)?;
-    if kind == EventKind::Typing && !typing_allowed(&session) {
+    if kind == EventKind::Typing && !session.typing.pass() {
         return Ok((StatusCode::OK, Json(json!({"Throttled": true}))).into_response());
     }
     let receipt_for = request
@@ -218,19 +218,6 @@ async fn send_event(
         ))
     })
     .await
-}
-
-/// Leading-edge throttle: the first typing event goes, the next only after 10 s.
-fn typing_allowed(session: &RunningSession) -> bool {
-    let now = tokio::time::Instant::now();
-    let mut last = session.last_typing.lock().expect("typing lock");
-    match *last {
-        Some(t) if now.duration_since(t) < TYPING_EVERY => false,
-        _ => {
-            *last = Some(now);
-            true
-        }
-    }
 }
 
 #[derive(Deserialize)]
@@ -334,4 +321,27 @@ async fn disconnect(
         Ok((StatusCode::OK, json!({"Disconnected": true})))
     })
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::session::{LeadingEdge, TYPING_EVERY};
+    use std::time::Duration;
+
+    #[tokio::test(start_paused = true)]
+    async fn typing_is_throttled_on_the_leading_edge() {
+        let typing = LeadingEdge::new(TYPING_EVERY);
+        assert!(typing.pass(), "the first goes at once");
+        let mut passed = 0;
+        // An application asking every 100 ms for a minute: one per 10 s.
+        for _ in 0..600 {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            passed += usize::from(typing.pass());
+        }
+        assert_eq!(passed, 6);
+        tokio::time::sleep(Duration::from_secs(9)).await;
+        assert!(!typing.pass(), "9.x s after the last: still throttled");
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert!(typing.pass());
+    }
 }

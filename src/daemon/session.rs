@@ -98,8 +98,8 @@ pub struct RunningSession {
     progress: Arc<Mutex<Progress>>,
     stop: watch::Sender<bool>,
     done: watch::Receiver<bool>,
-    /// When the last typing event went out (one per [`TYPING_EVERY`] at most).
-    pub(crate) last_typing: Mutex<Option<tokio::time::Instant>>,
+    /// Typing events: one per [`TYPING_EVERY`] at most.
+    pub(crate) typing: LeadingEdge,
     /// Receipts and own messages sent (shared with the receipts task).
     pub(crate) sent: Arc<Mutex<Sent>>,
     pub receipts: bool,
@@ -107,6 +107,35 @@ pub struct RunningSession {
 
 /// The least time between two typing events of one session.
 pub const TYPING_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// A leading-edge throttle: the first call passes, the next only `every` later.
+#[derive(Debug)]
+pub struct LeadingEdge {
+    every: std::time::Duration,
+    last: Mutex<Option<tokio::time::Instant>>,
+}
+
+impl LeadingEdge {
+    pub fn new(every: std::time::Duration) -> LeadingEdge {
+        LeadingEdge {
+            every,
+            last: Mutex::new(None),
+        }
+    }
+
+    /// True (and the window restarts) if the last pass was `every` ago or more.
+    pub fn pass(&self) -> bool {
+        let now = tokio::time::Instant::now();
+        let mut last = self.last.lock().expect("throttle lock");
+        match *last {
+            Some(t) if now.duration_since(t) < self.every => false,
+            _ => {
+                *last = Some(now);
+                true
+            }
+        }
+    }
+}
 
 /// How to start a session.
 pub struct SessionStart {
@@ -175,7 +204,7 @@ impl RunningSession {
             progress,
             stop,
             done,
-            last_typing: Mutex::new(None),
+            typing: LeadingEdge::new(TYPING_EVERY),
             sent,
             receipts: receipts_on,
         }
