@@ -110,6 +110,7 @@ pub fn options(cfg: &DaemonConfig) -> Result<RunOptions, StartError> {
         bearer,
         stdout: cfg.stdout,
         http_listen: cfg.http.listen,
+        consumers: cfg.consumers.clone(),
         sessions,
     })
 }

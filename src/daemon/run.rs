@@ -45,6 +45,8 @@ pub struct RunOptions {
     pub stdout: bool,
     /// The probes' listener (`/healthz`, `/readyz`), if any.
     pub http_listen: Option<SocketAddr>,
+    /// Webhook and NATS consumers of the journal.
+    pub consumers: Vec<crate::sink::consumer::ConsumerConfig>,
     pub sessions: Vec<ConfiguredSession>,
 }
 
@@ -130,6 +132,13 @@ pub async fn run(
     });
 
     let purger = tokio::spawn(purge_periodically(daemon.clone()));
+    let (consumers_stop, consumers_stop_rx) = tokio::sync::watch::channel(false);
+    let consumers: Vec<_> = opts
+        .consumers
+        .iter()
+        .cloned()
+        .map(|c| crate::sink::consumer::spawn(opts.journal.clone(), c, consumers_stop_rx.clone()))
+        .collect();
     let app = control::router(daemon.clone(), opts.bearer);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let stopped = {
@@ -198,6 +207,12 @@ pub async fn run(
                 "stdout is not being read; exiting with lines unwritten (they stay in the journal)"
             ),
         }
+    }
+    // A consumer finishes the Item in flight (its position saved) and stops; the rest
+    // waits in the journal for the next run.
+    let _ = consumers_stop.send(true);
+    for c in consumers {
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(5), c).await;
     }
     if let Listen::Unix(path) = &opts.listen {
         let _ = std::fs::remove_file(path);

@@ -4,11 +4,15 @@
 //!
 //! The daemon's consumers read the journal instead, each from its own position:
 //! [`feed`] (the journal in order, from a position, then live), [`stdout`] (one JSON
-//! line per Item) and [`sse`] (the control API's streams).
+//! line per Item), [`sse`] (the control API's streams), and the durable [`consumer`]s
+//! with a target: [`webhook`] and [`nats`] (JetStream).
 
+pub mod consumer;
 pub mod feed;
+pub mod nats;
 pub mod sse;
 pub mod stdout;
+pub mod webhook;
 
 use crate::api::model::Item;
 use std::io;

@@ -61,6 +61,16 @@ pub async fn start_daemon(
     dir: &std::path::Path,
     sessions: Vec<ConfiguredSession>,
 ) -> Running {
+    start_daemon_with(emu, dir, sessions, vec![]).await
+}
+
+/// [`start_daemon`] with journal consumers.
+pub async fn start_daemon_with(
+    emu: &Emulator,
+    dir: &std::path::Path,
+    sessions: Vec<ConfiguredSession>,
+    consumers: Vec<connect_chatd::sink::consumer::ConsumerConfig>,
+) -> Running {
     let journal = open_journal(dir);
     let opts = RunOptions {
         api: client(emu),
@@ -70,6 +80,7 @@ pub async fn start_daemon(
         bearer: Some(Secret::new(BEARER)),
         stdout: false,
         http_listen: None,
+        consumers,
         sessions,
     };
     let (ready_tx, ready_rx) = oneshot::channel();

@@ -8,6 +8,7 @@
 //! environment names, [`limits`] for the rate-limit defaults and the shared
 //! SendMessage/SendEvent bucket, [`duration`] for how durations are written.
 
+mod consumers;
 pub mod duration;
 pub mod env;
 pub mod error;
@@ -60,6 +61,8 @@ pub struct DaemonConfig {
     pub limits: BTreeMap<String, Limit>,
     pub log: LogConfig,
     pub sessions: Vec<SessionSpec>,
+    /// `[[consumers]]`: webhook and NATS consumers of the journal (secrets read).
+    pub consumers: Vec<crate::sink::consumer::ConsumerConfig>,
 }
 
 /// Where the service is: `region` (with `fips`/`dual_stack`) or `endpoint`.

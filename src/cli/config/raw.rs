@@ -49,6 +49,8 @@ pub struct RawConfig {
     pub log: RawLog,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub sessions: Vec<RawSession>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub consumers: Vec<super::consumers::RawConsumer>,
 }
 
 #[derive(Debug, Default, Deserialize, Serialize)]

@@ -57,6 +57,21 @@ impl DaemonConfig {
                 format!("{}/s burst {}{shared}", l.rate, l.burst),
             );
         }
+        for c in &self.consumers {
+            let target = match &c.target {
+                crate::sink::consumer::TargetConfig::Webhook(w) => format!("POST {}", w.url),
+                crate::sink::consumer::TargetConfig::Nats(n) => {
+                    format!("{} stream {} subject {}", n.url, n.stream, n.subject)
+                }
+            };
+            let only = c.common.sessions.as_ref().map_or(String::new(), |s| {
+                format!(" sessions {}", s.iter().cloned().collect::<Vec<_>>().join(","))
+            });
+            line(
+                &format!("consumer {}", c.common.name),
+                format!("{} {target}{only}", c.common.kind),
+            );
+        }
         line("sessions", self.sessions.len().to_string());
         for sess in &self.sessions {
             let history = match sess.history {

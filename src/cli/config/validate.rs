@@ -69,6 +69,13 @@ pub(super) fn validate(
     }
     let limits = limits::resolve(&raw.limits, fig, p);
     let sessions = sessions(&raw, ctx, p);
+    let resolve = |f: &Path| resolve_secret(f, ctx);
+    let files = super::consumers::Files {
+        config_path: &ctx.config_path,
+        resolve: &resolve,
+        state_dir: &state_dir,
+    };
+    let consumers = super::consumers::consumers(&raw.consumers, &files, p);
     if !problems.is_empty() {
         return Err(ConfigError::new(problems));
     }
@@ -91,6 +98,7 @@ pub(super) fn validate(
             level,
         },
         sessions,
+        consumers,
     })
 }
 
