@@ -203,6 +203,8 @@ impl Daemon {
                 journal::History::All => History::All,
                 journal::History::None => History::None,
             },
+            // Room for a whole journal group between the socket and the journal.
+            item_channel: self.supervisor.item_channel.max(session::APPEND_BATCH),
             ..self.supervisor.clone()
         };
         let running = Arc::new(RunningSession::start(

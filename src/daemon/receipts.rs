@@ -147,7 +147,9 @@ async fn run(
                 while pending.front().is_some_and(|(_, due)| *due <= now) {
                     let (id, _) = pending.pop_front().expect("a front");
                     let s = sent.lock().expect("receipts lock");
-                    if !s.has(EventKind::Read, &id) && !s.has(EventKind::Delivered, &id) {
+                    // Checked again now: the echo of a message this daemon sent can
+                    // arrive before SendMessage has answered with its Id.
+                    if !s.has(EventKind::Read, &id) && !s.has(EventKind::Delivered, &id) && !s.is_own(&id) {
                         batch.push(id);
                     }
                 }

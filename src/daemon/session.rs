@@ -20,8 +20,9 @@ use std::sync::{Arc, Mutex};
 use time::OffsetDateTime;
 use tokio::sync::{mpsc, watch};
 
-/// Items journalled in one append at most.
-const APPEND_BATCH: usize = 256;
+/// Items journalled in one append at most, and so the supervisor's channel: a busy
+/// chat is committed in groups this large (an idle one allocates none of it).
+pub const APPEND_BATCH: usize = 512;
 
 /// What the control API shows of a session.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]

@@ -25,7 +25,8 @@
 //! * `items`: every journalled Item, in order. `seq` a global sequence over all sessions,
 //!   strictly increasing and never reused (AUTOINCREMENT, even after retention deletes
 //!   the newest rows); `session` the session's name; `item_id` the Item's `Id` (NULL if
-//!   it had none; unique per session otherwise: a replayed Item is skipped, never
+//!   it had none; unique with its session and `absolute_time` otherwise — a replayed Item
+//!   is skipped, never
 //!   duplicated); `absolute_time` its `AbsoluteTime`; `ephemeral` 1 for typing
 //!   indicators, receipts and acks (live only, never a resume point); `json` the Item
 //!   exactly as the service sent it; `committed_at` when it was journalled.

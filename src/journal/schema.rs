@@ -53,7 +53,8 @@ CREATE TABLE IF NOT EXISTS items (
     committed_at  TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS items_session_seq ON items (session, seq);
-CREATE UNIQUE INDEX IF NOT EXISTS items_session_item_id ON items (session, item_id)
+DROP INDEX IF EXISTS items_session_item_id;
+CREATE UNIQUE INDEX IF NOT EXISTS items_session_time_id ON items (session, absolute_time, item_id)
     WHERE item_id IS NOT NULL;
 CREATE TABLE IF NOT EXISTS answers (
     session    TEXT NOT NULL,
@@ -139,6 +140,13 @@ pub fn open_writer(path: &Path, fsync: Fsync) -> Result<Connection, JournalError
     };
     conn.pragma_update(None, "synchronous", synchronous)
         .ctx(path, || format!("set synchronous={synchronous}"))?;
+    // Savepoint journals stay in memory (they spilled to a temp file once per commit),
+    // and the index of (session, Id) — random UUIDs, so every insert lands on a random
+    // page — stays in a cache large enough for it (64 MiB at most, used as needed).
+    conn.pragma_update(None, "temp_store", "MEMORY")
+        .ctx(path, || "set temp_store=MEMORY".into())?;
+    conn.pragma_update(None, "cache_size", -65536)
+        .ctx(path, || "set cache_size".into())?;
     migrate(&mut conn, path)?;
     Ok(conn)
 }

@@ -85,6 +85,9 @@ pub struct SupervisorConfig {
     pub max_backfill_pages: u32,
     /// Ids remembered for de-duplication (see `delivery`).
     pub recent_ids: usize,
+    /// Items that may wait between the supervisor and its consumer (default
+    /// [`ITEM_CHANNEL`]); the daemon, which journals them in groups, takes more.
+    pub item_channel: usize,
     pub socket: SocketConfig,
 }
 
@@ -104,6 +107,7 @@ impl Default for SupervisorConfig {
             page_size: 100,
             max_backfill_pages: 1000,
             recent_ids: crate::session::delivery::RECENT_IDS,
+            item_channel: ITEM_CHANNEL,
             socket: SocketConfig::default(),
         }
     }

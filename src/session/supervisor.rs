@@ -78,7 +78,7 @@ impl Supervisor {
         cfg: SupervisorConfig,
         resume: Option<Resume>,
     ) -> SessionHandle {
-        let (tx, rx) = mpsc::channel(ITEM_CHANNEL);
+        let (tx, rx) = mpsc::channel(cfg.item_channel.max(1));
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
         let (mut sup, state) = Supervisor::new(api, participant_token, cfg, tx, shutdown_rx);
         if let Some(r) = resume {
