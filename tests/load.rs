@@ -11,7 +11,6 @@ use connect_chatd::emulator::{FaultSpec, Quirks, Timing};
 use connect_chatd::session::{History, SessionOutcome, SessionState, SupervisorConfig};
 use connect_chatd::socket::SocketConfig;
 use std::time::Duration;
-use tokio::sync::mpsc;
 use tokio::time::{sleep, Instant};
 
 /// Ids of `got` against the transcript: (duplicates, out of order, missing).
@@ -40,7 +39,7 @@ fn exactly_once_report(got: &[Item], transcript: &[Item]) -> (usize, usize, usiz
 
 /// Reads Items like a consumer that stops for `pause` once it has read each of `at`.
 fn slow_consumer(
-    mut items: mpsc::Receiver<Item>,
+    mut items: connect_chatd::session::ItemReceiver,
     pauses: Vec<(usize, Duration)>,
 ) -> tokio::task::JoinHandle<Vec<Item>> {
     tokio::spawn(async move {

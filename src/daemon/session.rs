@@ -18,7 +18,7 @@ use crate::session::{Resume, SessionError, SessionOutcome, SessionState, Supervi
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use time::OffsetDateTime;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 
 /// Items journalled in one append at most, and so the supervisor's channel: a busy
 /// chat is committed in groups this large (an idle one allocates none of it).
@@ -259,7 +259,7 @@ struct Runner {
 impl Runner {
     async fn run(
         self,
-        mut items: mpsc::Receiver<Item>,
+        mut items: crate::session::ItemReceiver,
         task: crate::session::SessionTask,
         mut stop: watch::Receiver<bool>,
         done: watch::Sender<bool>,

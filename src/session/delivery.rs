@@ -95,7 +95,7 @@ pub enum Source {
 pub struct ConsumerGone;
 
 pub struct Delivery {
-    out: mpsc::Sender<Item>,
+    out: mpsc::Sender<Box<Item>>,
     recent: RecentIds,
     cursor: Option<Cursor>,
     /// The cursor's time (the newest `AbsoluteTime` of a persisted Item delivered):
@@ -105,12 +105,12 @@ pub struct Delivery {
 }
 
 impl Delivery {
-    pub fn new(out: mpsc::Sender<Item>, stats: Arc<SessionStats>) -> Self {
+    pub fn new(out: mpsc::Sender<Box<Item>>, stats: Arc<SessionStats>) -> Self {
         Self::with_memory(out, stats, RECENT_IDS)
     }
 
     /// A delivery whose Id memory holds `recent_ids` Ids.
-    pub fn with_memory(out: mpsc::Sender<Item>, stats: Arc<SessionStats>, recent_ids: usize) -> Self {
+    pub fn with_memory(out: mpsc::Sender<Box<Item>>, stats: Arc<SessionStats>, recent_ids: usize) -> Self {
         Delivery {
             out,
             recent: RecentIds::new(recent_ids.max(1)),
@@ -165,7 +165,7 @@ impl Delivery {
         }
         self.advance(&item);
         let ended = item.is_chat_ended();
-        self.out.send(item).await.map_err(|_| ConsumerGone)?;
+        self.out.send(Box::new(item)).await.map_err(|_| ConsumerGone)?;
         SessionStats::bump(&self.stats.delivered);
         if source == Source::Transcript {
             SessionStats::bump(&self.stats.backfilled);

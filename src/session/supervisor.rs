@@ -95,7 +95,7 @@ impl Supervisor {
             sup.run(),
         ))));
         SessionHandle {
-            items: rx,
+            items: ItemReceiver::new(rx),
             state,
             stats,
             credentials,
@@ -108,7 +108,7 @@ impl Supervisor {
         api: ApiClient,
         participant_token: Secret,
         cfg: SupervisorConfig,
-        out: mpsc::Sender<Item>,
+        out: mpsc::Sender<Box<Item>>,
         shutdown: watch::Receiver<bool>,
     ) -> (Supervisor, watch::Receiver<SessionState>) {
         let cfg = Arc::new(cfg);

@@ -116,7 +116,9 @@ pub async fn recv_all(h: &mut SessionHandle) -> Vec<Item> {
 }
 
 /// Reads Items in a task of its own (as a real consumer would) until the session ends.
-pub fn spawn_collector(mut items: tokio::sync::mpsc::Receiver<Item>) -> tokio::task::JoinHandle<Vec<Item>> {
+pub fn spawn_collector(
+    mut items: connect_chatd::session::ItemReceiver,
+) -> tokio::task::JoinHandle<Vec<Item>> {
     tokio::spawn(async move {
         let mut got = Vec::new();
         while let Some(item) = items.recv().await {
