@@ -62,18 +62,14 @@ pub enum RunError {
     Daemon(#[from] DaemonError),
 }
 
-/// Where a running daemon can be reached (the TCP port is known once bound).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Bound {
-    Unix(PathBuf),
-    Tcp(SocketAddr),
-}
+/// Where a running daemon can be reached: its [`Listen`], with the TCP port it bound.
+pub type Bound = Listen;
 
-impl std::fmt::Display for Bound {
+impl std::fmt::Display for Listen {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Bound::Unix(p) => write!(f, "unix:{}", p.display()),
-            Bound::Tcp(a) => write!(f, "{a}"),
+            Listen::Unix(p) => write!(f, "unix:{}", p.display()),
+            Listen::Tcp(a) => write!(f, "{a}"),
         }
     }
 }

@@ -85,22 +85,8 @@ pub struct ControlConfig {
     pub allow_remote: bool,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ControlListen {
-    /// `unix:PATH`
-    Unix(PathBuf),
-    /// `IP:PORT` (or `tcp:IP:PORT`, `localhost:PORT`)
-    Tcp(SocketAddr),
-}
-
-impl std::fmt::Display for ControlListen {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            ControlListen::Unix(p) => write!(f, "unix:{}", p.display()),
-            ControlListen::Tcp(a) => write!(f, "{a}"),
-        }
-    }
-}
+/// `unix:PATH`, or `IP:PORT` (also `tcp:IP:PORT`, `localhost:PORT`).
+pub use crate::daemon::run::Listen as ControlListen;
 
 /// Probes and metrics.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
