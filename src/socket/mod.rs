@@ -356,7 +356,14 @@ impl SocketTask {
                 _ = &mut *close_rx => return self.close_cleanly().await,
                 msg = self.ws.next() => {
                     last_read = Instant::now();
-                    match self.on_message(msg, &mut awaiting) {
+                    let was_awaiting = awaiting.since.is_some();
+                    let step = self.on_message(msg, &mut awaiting);
+                    if was_awaiting && awaiting.since.is_none() {
+                        // Both replies are in: push the deadline out of the way, or its
+                        // expiry would wake this (idle) task for nothing.
+                        reply_timer.as_mut().reset(last_read + period * 4);
+                    }
+                    match step {
                         Step::Continue => {}
                         Step::Item(item) => match self.forward(item).await {
                             Ok(waited) if waited.is_zero() => {}
