@@ -7,7 +7,8 @@
 //! An Item without an `Id` is named `#SEQ` (its journal position), which resumes too.
 
 use crate::journal::JournalEntry;
-use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::body::{Body, Bytes};
+use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use std::sync::Arc;
 use std::time::Duration;
@@ -36,21 +37,77 @@ pub fn all_stream(entries: mpsc::Receiver<Arc<JournalEntry>>) -> Response {
     })
 }
 
+/// Appends one `event: item` event; a `data` value with line breaks (the service sends
+/// compact JSON, so this is only a safeguard) becomes several `data:` lines.
+fn write_event(out: &mut String, id: &str, data: &str) {
+    out.push_str("event: item\nid: ");
+    out.push_str(id);
+    out.push('\n');
+    for line in data.split('\n') {
+        out.push_str("data: ");
+        out.push_str(line.strip_suffix('\r').unwrap_or(line));
+        out.push('\n');
+    }
+    out.push('\n');
+}
+
+/// Bytes of events gathered into one write at most.
+const CHUNK: usize = 64 * 1024;
+
+/// The stream: every event that is ready goes out in one chunk (one write, where one
+/// write per event cost a system call per Item), and an idle stream gets a
+/// `: keep-alive` comment every [`KEEPALIVE`].
 fn events(
     entries: mpsc::Receiver<Arc<JournalEntry>>,
     event: impl Fn(&JournalEntry) -> (String, String) + Send + Sync + 'static,
 ) -> Response {
-    let event = Arc::new(event);
-    let stream = futures_util::stream::unfold(entries, move |mut rx| {
-        let event = event.clone();
-        async move {
-            let entry = rx.recv().await?;
-            let (id, data) = event(&entry);
-            let sse = Event::default().event("item").id(id).data(data);
-            Some((Ok::<_, std::convert::Infallible>(sse), rx))
+    let stream = futures_util::stream::unfold((entries, event), |(mut rx, event)| async move {
+        let first = match tokio::time::timeout(KEEPALIVE, rx.recv()).await {
+            Ok(Some(e)) => e,
+            Ok(None) => return None,
+            Err(_) => {
+                return Some((
+                    Ok::<_, std::convert::Infallible>(Bytes::from_static(b": keep-alive\n\n")),
+                    (rx, event),
+                ))
+            }
+        };
+        let mut out = String::with_capacity(first.json.len() + 128);
+        let (id, data) = event(&first);
+        write_event(&mut out, &id, &data);
+        while out.len() < CHUNK {
+            match rx.try_recv() {
+                Ok(e) => {
+                    let (id, data) = event(&e);
+                    write_event(&mut out, &id, &data);
+                }
+                Err(_) => break,
+            }
         }
+        Some((Ok(Bytes::from(out)), (rx, event)))
     });
-    Sse::new(stream)
-        .keep_alive(KeepAlive::new().interval(KEEPALIVE).text("keep-alive"))
+    (
+        [
+            (header::CONTENT_TYPE, "text/event-stream"),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        Body::from_stream(stream),
+    )
         .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn events_are_framed_as_server_sent_events() {
+        let mut out = String::new();
+        write_event(&mut out, "a/1", "{\"x\":1}");
+        write_event(&mut out, "2", "line1\r\nline2");
+        assert_eq!(
+            out,
+            "event: item\nid: a/1\ndata: {\"x\":1}\n\nevent: item\nid: 2\ndata: line1\ndata: line2\n\n"
+        );
+    }
 }
