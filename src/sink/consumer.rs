@@ -6,7 +6,8 @@
 //! goes on where it stopped, also after a restart of the daemon.
 //!
 //! One Item is in flight at a time, so Items reach the target in order (per session,
-//! and across sessions in journal order).
+//! and across sessions in journal order). The position is saved every 64 Items and
+//! whenever the consumer has caught up: after a crash, at most those Items go again.
 
 use super::feed::{self, Start};
 use crate::journal::{Journal, JournalEntry};
@@ -103,13 +104,19 @@ pub async fn run<T: Target>(
     };
     tracing::info!(consumer = %key, position = ?position, "consumer started");
     let mut entries = feed::follow(journal.clone(), None, position.map_or(Start::Start, Start::After));
+    // Handled Items not yet saved as the position: saved every SAVE_EVERY Items and
+    // whenever the consumer has caught up (or stops), not once per Item — a position
+    // write is a commit. A crash in between sends those few Items again (at least once).
+    let mut handled: Option<crate::journal::Seq> = None;
+    let mut unsaved = 0usize;
     loop {
         let entry = tokio::select! {
-            e = entries.recv() => match e {
-                Some(e) => e,
-                None => return,
-            },
-            _ = stopped(&mut stop) => return,
+            e = entries.recv() => e,
+            _ = stopped(&mut stop) => None,
+        };
+        let Some(entry) = entry else {
+            save(&journal, &key, handled).await;
+            return;
         };
         let wanted = common
             .sessions
@@ -123,10 +130,27 @@ pub async fn run<T: Target>(
             match target.deliver(&delivery, &mut stop).await {
                 Outcome::Accepted => {}
                 Outcome::Rejected(why) => dead_letter(&common, &delivery, &why),
-                Outcome::Stopped => return,
+                Outcome::Stopped => {
+                    save(&journal, &key, handled).await;
+                    return;
+                }
             }
         }
-        if let Err(e) = journal.set_position(&key, entry.seq).await {
+        handled = Some(entry.seq);
+        unsaved += 1;
+        if unsaved >= SAVE_EVERY || entries.is_empty() {
+            save(&journal, &key, handled.take()).await;
+            unsaved = 0;
+        }
+    }
+}
+
+/// Items handled between two saves of a consumer's position, at most.
+const SAVE_EVERY: usize = 64;
+
+async fn save(journal: &Journal, key: &str, seq: Option<crate::journal::Seq>) {
+    if let Some(seq) = seq {
+        if let Err(e) = journal.set_position(key, seq).await {
             tracing::warn!(consumer = %key, error = %e, "cannot save the consumer's position");
         }
     }
