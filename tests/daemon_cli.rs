@@ -126,6 +126,13 @@ async fn sessions_and_stream_against_a_running_daemon() {
     let daemon = start(&config);
     until_state(dir.path(), &["cfg"], "live").await;
     let ctl = control(dir.path());
+    // A second daemon on the same state directory refuses to start.
+    let second = command(&["run", "--config", config.to_str().unwrap()])
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(second.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&second.stderr).contains("another connect-chatd is running"));
     let mode = std::os::unix::fs::PermissionsExt::mode(
         &std::fs::metadata(dir.path().join("control.sock"))
             .unwrap()

@@ -60,6 +60,38 @@ pub enum RunError {
     },
     #[error(transparent)]
     Daemon(#[from] DaemonError),
+    #[error(
+        "another connect-chatd is running on {0} (its lock file is held); one daemon per state directory"
+    )]
+    Locked(String),
+    #[error("cannot lock {what}: {source}")]
+    Lock {
+        what: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Holds `<state_dir>/daemon.lock` (an advisory lock the kernel drops with the
+/// process, SIGKILL included): two daemons on one journal would follow every chat twice.
+fn lock_state_dir(journal: &Journal) -> Result<std::fs::File, RunError> {
+    let dir = journal.path().parent().unwrap_or(std::path::Path::new("."));
+    let path = dir.join("daemon.lock");
+    let err = |source| RunError::Lock {
+        what: path.display().to_string(),
+        source,
+    };
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(err)?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(RunError::Locked(dir.display().to_string())),
+        Err(std::fs::TryLockError::Error(e)) => Err(err(e)),
+    }
 }
 
 /// Where a running daemon can be reached: its [`Listen`], with the TCP port it bound.
@@ -81,6 +113,7 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
     on_ready: impl FnOnce(&Bound, &Arc<Daemon>),
 ) -> Result<(), RunError> {
+    let _lock = lock_state_dir(&opts.journal)?;
     let daemon = Daemon::new(opts.api, opts.journal.clone(), opts.supervisor);
     let resumed = daemon.resume_all().await?;
     if resumed > 0 {

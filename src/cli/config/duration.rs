@@ -59,7 +59,7 @@ pub fn display(d: Duration) -> String {
             s if s % 60 == 0 => format!("{}m", s / 60),
             s => format!("{s}s"),
         }
-    } else if d < Duration::from_secs(1) && d.subsec_nanos() % 1_000_000 == 0 {
+    } else if d < Duration::from_secs(1) && d.subsec_nanos().is_multiple_of(1_000_000) {
         format!("{ms}ms")
     } else {
         format!("{}s", d.as_secs_f64())
