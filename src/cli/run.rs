@@ -29,17 +29,10 @@ pub enum StartError {
 
 /// A secret file's content, surrounding whitespace removed.
 pub fn read_secret(key: &str, path: &Path) -> Result<Secret, StartError> {
-    let problem = |problem: String| StartError::Config {
+    crate::cli::config::read_secret(path).map_err(|problem| StartError::Config {
         key: key.to_string(),
         problem,
-    };
-    let raw =
-        std::fs::read_to_string(path).map_err(|e| problem(format!("cannot read {}: {e}", path.display())))?;
-    let value = raw.trim();
-    if value.is_empty() {
-        return Err(problem(format!("{} is empty", path.display())));
-    }
-    Ok(Secret::new(value))
+    })
 }
 
 /// The process-wide limiter: one bucket per configured operation.

@@ -111,20 +111,9 @@ pub async fn sessions(args: SessionsArgs) -> u8 {
             labels,
             receipts,
         } => {
-            let token = match std::fs::read_to_string(&participant_token_file) {
-                Ok(t) if !t.trim().is_empty() => t.trim().to_string(),
-                Ok(_) => {
-                    return usage(format!(
-                        "--participant-token-file {}: the file is empty",
-                        participant_token_file.display()
-                    ))
-                }
-                Err(e) => {
-                    return usage(format!(
-                        "--participant-token-file {}: {e}",
-                        participant_token_file.display()
-                    ))
-                }
+            let token = match crate::cli::config::read_secret(&participant_token_file) {
+                Ok(t) => t.expose().to_string(),
+                Err(e) => return usage(format!("--participant-token-file: {e}")),
             };
             let mut label_map = serde_json::Map::new();
             for l in labels {

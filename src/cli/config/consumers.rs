@@ -6,6 +6,7 @@
 
 use super::duration::Seconds;
 use super::error::{Problem, Source};
+use super::read_secret;
 use crate::daemon::valid_session_name;
 use crate::secret::Secret;
 use crate::sink::consumer::{Common, ConsumerConfig, TargetConfig};
@@ -116,14 +117,6 @@ pub(super) struct Files<'a> {
     pub config_path: &'a Path,
     pub resolve: &'a dyn Fn(&Path) -> PathBuf,
     pub state_dir: &'a Path,
-}
-
-fn read_secret(path: &Path) -> Result<Secret, String> {
-    match std::fs::read_to_string(path) {
-        Ok(s) if !s.trim().is_empty() => Ok(Secret::new(s.trim())),
-        Ok(_) => Err(format!("{} is empty", path.display())),
-        Err(e) => Err(format!("cannot read {}: {e}", path.display())),
-    }
 }
 
 pub(super) fn consumers(raw: &[RawConsumer], files: &Files<'_>, p: &mut Vec<Problem>) -> Vec<ConsumerConfig> {

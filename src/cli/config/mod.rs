@@ -192,6 +192,17 @@ pub fn load(
     validate::validate(raw, &figment, &ctx, problems)
 }
 
+/// A secret file's content, surrounding whitespace removed; an empty or unreadable
+/// file is an error naming it. Every token and secret file the daemon's configuration
+/// and its CLI clients name is read with this.
+pub fn read_secret(path: &Path) -> Result<crate::secret::Secret, String> {
+    match std::fs::read_to_string(path) {
+        Ok(s) if !s.trim().is_empty() => Ok(crate::secret::Secret::new(s.trim())),
+        Ok(_) => Err(format!("{} is empty", path.display())),
+        Err(e) => Err(format!("cannot read {}: {e}", path.display())),
+    }
+}
+
 /// [`load`] with the process's environment.
 pub fn load_from_process_env(config_path: &Path, overrides: &Overrides) -> Result<DaemonConfig, ConfigError> {
     let env: Vec<(String, String)> = std::env::vars_os()

@@ -261,11 +261,7 @@ fn resolve_secret(path: &Path, ctx: &Context) -> PathBuf {
 
 /// The file exists, is readable and not blank. Its content is dropped at once.
 fn check_secret_file(path: &Path) -> Result<(), String> {
-    match std::fs::read(path) {
-        Ok(bytes) if bytes.iter().all(u8::is_ascii_whitespace) => Err(format!("{} is empty", path.display())),
-        Ok(_) => Ok(()),
-        Err(e) => Err(format!("cannot read {}: {e}", path.display())),
-    }
+    super::read_secret(path).map(drop)
 }
 
 fn sessions(raw: &RawConfig, ctx: &Context, p: &mut Vec<Problem>) -> Vec<SessionSpec> {
