@@ -15,7 +15,7 @@
 //!   (stdout, SSE streams);
 //! * [`emulator`]: the fake service, a peer of the client;
 //! * [`cli`]: the binary's edge: commands, configuration, exit codes, logging;
-//! * [`secret`], [`clock`], [`tls`]: shared plumbing.
+//! * [`secret`], [`clock`], [`stop`], [`tls`]: shared plumbing.
 
 pub mod api;
 pub mod cli;
@@ -27,4 +27,5 @@ pub mod secret;
 pub mod session;
 pub mod sink;
 pub mod socket;
+pub mod stop;
 pub mod tls;

@@ -170,27 +170,15 @@ pub async fn run(
         .collect();
     let app = control::router(daemon.clone(), opts.bearer);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let stopped = {
-        let mut stop_rx = stop_rx.clone();
-        async move {
-            let _ = stop_rx.wait_for(|s| *s).await;
-        }
-    };
     let probes = match opts.http_listen {
         Some(addr) => {
-            let listener = tokio::net::TcpListener::bind(addr)
-                .await
-                .map_err(|source| RunError::Listen {
-                    what: addr.to_string(),
-                    source,
-                })?;
+            let listener = bind_tcp(addr).await?;
             let mut stop = stop_rx.clone();
             let app = control::probes(daemon.clone());
             Some(tokio::spawn(async move {
-                let stopped = async move {
-                    let _ = stop.wait_for(|s| *s).await;
-                };
-                axum::serve(listener, app).with_graceful_shutdown(stopped).await
+                axum::serve(listener, app)
+                    .with_graceful_shutdown(async move { crate::stop::stopped(&mut stop).await })
+                    .await
             }))
         }
         None => None,
@@ -200,19 +188,24 @@ pub async fn run(
             let listener = bind_unix(path)?;
             daemon.set_ready();
             on_ready(&Bound::Unix(path.clone()), &daemon);
-            tokio::spawn(async move { axum::serve(listener, app).with_graceful_shutdown(stopped).await })
+            let mut stop = stop_rx.clone();
+            tokio::spawn(async move {
+                axum::serve(listener, app)
+                    .with_graceful_shutdown(async move { crate::stop::stopped(&mut stop).await })
+                    .await
+            })
         }
         Listen::Tcp(addr) => {
-            let listener = tokio::net::TcpListener::bind(addr)
-                .await
-                .map_err(|source| RunError::Listen {
-                    what: addr.to_string(),
-                    source,
-                })?;
+            let listener = bind_tcp(*addr).await?;
             let bound = listener.local_addr().unwrap_or(*addr);
             daemon.set_ready();
             on_ready(&Bound::Tcp(bound), &daemon);
-            tokio::spawn(async move { axum::serve(listener, app).with_graceful_shutdown(stopped).await })
+            let mut stop = stop_rx.clone();
+            tokio::spawn(async move {
+                axum::serve(listener, app)
+                    .with_graceful_shutdown(async move { crate::stop::stopped(&mut stop).await })
+                    .await
+            })
         }
     };
     shutdown.await;
@@ -268,6 +261,15 @@ async fn purge_periodically(daemon: Arc<Daemon>) {
             Err(e) => tracing::warn!(error = %e, "retention failed; trying again later"),
         }
     }
+}
+
+async fn bind_tcp(addr: SocketAddr) -> Result<tokio::net::TcpListener, RunError> {
+    tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|source| RunError::Listen {
+            what: addr.to_string(),
+            source,
+        })
 }
 
 /// Binds a unix socket with mode 0600, replacing a stale socket file left by a killed

@@ -323,7 +323,7 @@ impl Runner {
                         }
                     }
                 }
-                _ = async { let _ = stop.wait_for(|s| *s).await; }, if !stopping => {
+                _ = crate::stop::stopped(&mut stop), if !stopping => {
                     stopping = true;
                     task.shutdown();
                 }

@@ -11,6 +11,7 @@
 
 use super::feed::{self, Start};
 use crate::journal::{Journal, JournalEntry};
+use crate::stop::stopped;
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -233,11 +234,6 @@ pub async fn pause(d: Duration, stop: &mut watch::Receiver<bool>) -> bool {
         _ = tokio::time::sleep(d) => true,
         _ = stopped(stop) => false,
     }
-}
-
-/// Resolves once `stop` is set (or its sender is gone).
-pub async fn stopped(stop: &mut watch::Receiver<bool>) {
-    let _ = stop.wait_for(|s| *s).await;
 }
 
 /// A configured consumer.

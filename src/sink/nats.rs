@@ -190,7 +190,7 @@ impl Target for Nats {
             };
             let result = tokio::select! {
                 r = published => r,
-                _ = super::consumer::stopped(stop) => return Outcome::Stopped,
+                _ = crate::stop::stopped(stop) => return Outcome::Stopped,
             };
             match result {
                 Ok(_ack) => return Outcome::Accepted,

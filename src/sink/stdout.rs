@@ -64,7 +64,7 @@ pub async fn run<W: AsyncWrite + Unpin>(
                 Some(e) => e,
                 None => return Ok(()),
             },
-            _ = async { let _ = stop.wait_for(|s| *s).await; }, if until.is_none() => {
+            _ = crate::stop::stopped(&mut stop), if until.is_none() => {
                 let j = journal.clone();
                 let last = tokio::task::spawn_blocking(move || j.last_seq())
                     .await

@@ -98,7 +98,7 @@ impl Target for Webhook {
                 .body(body.clone());
             let sent = tokio::select! {
                 r = request.send() => r,
-                _ = super::consumer::stopped(stop) => return Outcome::Stopped,
+                _ = crate::stop::stopped(stop) => return Outcome::Stopped,
             };
             let wait = match sent {
                 Ok(resp) if resp.status().is_success() => return Outcome::Accepted,
