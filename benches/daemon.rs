@@ -24,11 +24,14 @@
 //! Run: `cargo bench --bench daemon` (about two and a half minutes; `-- sse` or `-- idle`
 //! for one part). The chatjs row needs `npm ci` in `interop/chatjs` (or `CHATJS_DIR`).
 
+mod common;
+
+use common::{api, median, publish, raw_rate, websocket_url};
 use connect_chatd::api::model::ParticipantRole;
-use connect_chatd::api::{ApiClient, Endpoint};
+
 use connect_chatd::cli::control_client::{self, Control};
 use connect_chatd::daemon::run::{run, ConfiguredSession, Listen, RunOptions};
-use connect_chatd::emulator::{CreatedChat, Emulator, EmulatorConfig, Timing};
+use connect_chatd::emulator::{Emulator, EmulatorConfig, Timing};
 use connect_chatd::journal::{Fsync, Journal, JournalSettings};
 use connect_chatd::secret::Secret;
 use connect_chatd::session::{History, SupervisorConfig};
@@ -47,11 +50,6 @@ use tokio_tungstenite::tungstenite::{protocol::WebSocketConfig, Message};
 
 const BIN: &str = env!("CARGO_BIN_EXE_connect-chatd");
 const BURST: usize = 100_000;
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
-}
 
 fn env_num(name: &str, default: u64) -> u64 {
     std::env::var(name)
@@ -117,25 +115,6 @@ async fn control(ctl: &Control, method: &str, path: &str, body: Option<Value>) -
     (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
 }
 
-fn api(endpoint: &str) -> ApiClient {
-    ApiClient::builder(Endpoint::from_url(endpoint).unwrap())
-        .build()
-        .unwrap()
-}
-
-async fn websocket_url(api: &ApiClient, token: &Secret) -> String {
-    use connect_chatd::api::model::{ConnectionType, CreateParticipantConnectionRequest};
-    let req = CreateParticipantConnectionRequest {
-        connection_types: Some(vec![ConnectionType::Websocket]),
-        connect_participant: None,
-    };
-    let resp = api
-        .create_participant_connection(token, &req)
-        .await
-        .expect("a connection");
-    resp.websocket.expect("a websocket URL").url.expose().to_string()
-}
-
 /// A child process with its stdout as lines (killed when dropped).
 fn spawn(cmd: &mut Command) -> (Child, Lines<BufReader<ChildStdout>>) {
     let mut child = cmd
@@ -152,38 +131,6 @@ async fn next_line(lines: &mut Lines<BufReader<ChildStdout>>, limit: Duration) -
 }
 
 // ------------------------------------------------------------------ sse
-
-async fn publish(emu: &Emulator, chat: &CreatedChat, n: usize) {
-    for i in 0..n {
-        let text = "Hello, how can I help you today?";
-        emu.publish_message(&chat.contact_id, "Ana", ParticipantRole::Agent, text)
-            .unwrap();
-        if i % 64 == 63 {
-            tokio::task::yield_now().await;
-        }
-    }
-}
-
-/// Frames/s of a raw websocket that subscribes and only counts text frames.
-async fn raw_rate(emu: &Emulator, n: usize) -> f64 {
-    let chat = emu.create_chat("Bench");
-    let url = websocket_url(&api(&emu.endpoint()), &chat.participant_token).await;
-    let (mut ws, _) = tokio_tungstenite::connect_async(&url).await.unwrap();
-    ws.send(Message::text(frame::SUBSCRIBE)).await.unwrap();
-    ws.next().await.unwrap().unwrap();
-    let t = Instant::now();
-    let reader = tokio::spawn(async move {
-        let mut got = 0;
-        while got < n {
-            if let Some(Ok(Message::Text(_))) = ws.next().await {
-                got += 1;
-            }
-        }
-    });
-    publish(emu, &chat, n).await;
-    reader.await.unwrap();
-    n as f64 / t.elapsed().as_secs_f64()
-}
 
 fn chatjs_dir() -> PathBuf {
     std::env::var_os("CHATJS_DIR")

@@ -19,7 +19,10 @@
 //! for one part). The chatjs baseline needs `npm ci` in `interop/chatjs` (which
 //! `bash interop/run` does); without it that row is skipped.
 
-use connect_chatd::api::model::{ConnectionType, CreateParticipantConnectionRequest, ParticipantRole};
+mod common;
+
+use common::{median, publish, raw_rate};
+use connect_chatd::api::model::ParticipantRole;
 use connect_chatd::api::{ApiClient, Endpoint};
 use connect_chatd::emulator::{CreatedChat, Emulator, EmulatorConfig};
 use connect_chatd::session::{SessionState, Supervisor, SupervisorConfig};
@@ -50,11 +53,6 @@ fn sample_frame() -> String {
     });
     serde_json::json!({"topic": "aws/chat", "contentType": "application/json", "content": item.to_string()})
         .to_string()
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    v[v.len() / 2]
 }
 
 /// Rounds per measurement; baseline and ours alternate so that a change in machine load
@@ -91,55 +89,8 @@ fn bench_decode() {
 
 async fn chat_with_url(emu: &Emulator) -> (CreatedChat, String) {
     let chat = emu.create_chat("Bench");
-    let api = ApiClient::builder(Endpoint::from_url(&emu.endpoint()).unwrap())
-        .build()
-        .unwrap();
-    let resp = api
-        .create_participant_connection(
-            &chat.participant_token,
-            &CreateParticipantConnectionRequest {
-                connection_types: Some(vec![ConnectionType::Websocket]),
-                connect_participant: None,
-            },
-        )
-        .await
-        .unwrap();
-    (chat, resp.websocket.unwrap().url.expose().to_string())
-}
-
-async fn publish(emu: &Emulator, chat: &CreatedChat, n: usize) {
-    for i in 0..n {
-        emu.publish_message(
-            &chat.contact_id,
-            "Ana",
-            ParticipantRole::Agent,
-            "Hello, how can I help you today?",
-        )
-        .unwrap();
-        if i % 64 == 63 {
-            tokio::task::yield_now().await;
-        }
-    }
-}
-
-/// Frames/s of a raw websocket that subscribes and only counts text frames.
-async fn raw_rate(emu: &Emulator, n: usize) -> f64 {
-    let (chat, url) = chat_with_url(emu).await;
-    let (mut ws, _) = tokio_tungstenite::connect_async(&url).await.unwrap();
-    ws.send(Message::text(frame::SUBSCRIBE)).await.unwrap();
-    ws.next().await.unwrap().unwrap();
-    let t = Instant::now();
-    let reader = tokio::spawn(async move {
-        let mut got = 0;
-        while got < n {
-            if let Some(Ok(Message::Text(_))) = ws.next().await {
-                got += 1;
-            }
-        }
-    });
-    publish(emu, &chat, n).await;
-    reader.await.unwrap();
-    n as f64 / t.elapsed().as_secs_f64()
+    let url = common::websocket_url(&common::api(&emu.endpoint()), &chat.participant_token).await;
+    (chat, url)
 }
 
 /// Items/s of a full session (history none, so only the published Items count).
