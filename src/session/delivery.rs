@@ -12,7 +12,9 @@
 //! * an Item without an `AbsoluteTime` can only be checked against the Id memory.
 //!
 //! The Id memory is bounded ([`RECENT_IDS`]), and correctness does not depend on its
-//! size: it only has to cover Items that share one millisecond. The cursor (the last
+//! size: it only has to cover Items that share one millisecond. Live-only Items have a
+//! memory of their own, so however many typing indicators arrive after the cursor's
+//! Item, they never push its Id out. The cursor (the last
 //! persisted Item delivered) is where a backfill starts; its time is the newest time of
 //! a persisted Item delivered, so it never moves back. Ephemeral Items (typing,
 //! receipts) are held to the same rule but never move the cursor.
@@ -96,11 +98,18 @@ pub struct ConsumerGone;
 
 pub struct Delivery {
     out: mpsc::Sender<Box<Item>>,
+    /// Ids of Items the transcript keeps.
     recent: RecentIds,
+    /// Ids of live-only Items (typing, receipts).
+    recent_ephemeral: RecentIds,
     cursor: Option<Cursor>,
     /// The cursor's time (the newest `AbsoluteTime` of a persisted Item delivered):
     /// nothing older is delivered again.
     newest: Option<TimeKey>,
+    /// The newest time of a live-only Item delivered: live-only Items come from the
+    /// sockets only, in order, so one older than this is a socket's overlap with the
+    /// one before (a renewal) whatever their Id memory has forgotten.
+    newest_ephemeral: Option<TimeKey>,
     stats: Arc<SessionStats>,
 }
 
@@ -114,8 +123,10 @@ impl Delivery {
         Delivery {
             out,
             recent: RecentIds::new(recent_ids.max(1)),
+            recent_ephemeral: RecentIds::new(recent_ids.max(1)),
             cursor: None,
             newest: None,
+            newest_ephemeral: None,
             stats,
         }
     }
@@ -133,23 +144,43 @@ impl Delivery {
 
     /// Counts `item` as delivered without sending it (the start of `--history none`).
     pub fn skip(&mut self, item: &Item) {
+        let ephemeral = item.is_ephemeral();
         if let Some(id) = &item.id {
-            self.recent.insert(id);
+            self.memory(ephemeral).insert(id);
         }
-        if !item.is_ephemeral() {
+        if !ephemeral {
             self.note_time(item.absolute_time.as_deref());
         }
         self.advance(item);
+    }
+
+    /// The Id memory for Items of this kind.
+    fn memory(&mut self, ephemeral: bool) -> &mut RecentIds {
+        if ephemeral {
+            &mut self.recent_ephemeral
+        } else {
+            &mut self.recent
+        }
     }
 
     /// Delivers `item` unless it was delivered already (see the module's invariant);
     /// waits while the consumer is busy.
     pub async fn offer(&mut self, item: Item, source: Source) -> Result<Offered, ConsumerGone> {
         let at = item.absolute_time.as_deref().and_then(TimeKey::parse);
+        let ephemeral = item.is_ephemeral();
         // Older than what was delivered: its place has passed.
-        let stale = matches!((self.newest, at), (Some(newest), Some(at)) if at < newest);
+        let newest = if ephemeral {
+            self.newest.max(self.newest_ephemeral)
+        } else {
+            self.newest
+        };
+        let stale = matches!((newest, at), (Some(newest), Some(at)) if at < newest);
         // Otherwise the Id memory decides (and learns the Id).
-        let seen = !stale && item.id.as_deref().is_some_and(|id| !self.recent.insert(id));
+        let seen = !stale
+            && item
+                .id
+                .as_deref()
+                .is_some_and(|id| !self.memory(ephemeral).insert(id));
         if stale || seen {
             SessionStats::bump(&self.stats.duplicates);
             tracing::trace!(id = ?item.id, stale, "dropping an Item already delivered");
@@ -160,8 +191,10 @@ impl Delivery {
         }
         // Only Items the transcript keeps move the cursor (and so the time rule): a
         // typing indicator is never where a backfill starts.
-        if let (Some(at), false) = (at, item.is_ephemeral()) {
-            self.newest = Some(self.newest.map_or(at, |n| n.max(at)));
+        match (at, ephemeral) {
+            (Some(at), false) => self.newest = Some(self.newest.map_or(at, |n| n.max(at))),
+            (Some(at), true) => self.newest_ephemeral = Some(self.newest_ephemeral.map_or(at, |n| n.max(at))),
+            (None, _) => {}
         }
         self.advance(&item);
         let ended = item.is_chat_ended();

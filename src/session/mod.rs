@@ -35,6 +35,7 @@ pub mod delivery;
 pub mod store;
 mod supervisor;
 
+pub use backfill::{AfterPage, Paging};
 pub use supervisor::{Supervisor, ITEM_CHANNEL};
 
 use crate::api::model::Item;
