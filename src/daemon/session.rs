@@ -11,11 +11,12 @@
 use super::receipts::{Receipts, Sent};
 use crate::api::model::Item;
 use crate::api::ApiClient;
-use crate::journal::Journal;
+use crate::journal::{AppendChain, Journal, JournalError, PendingAppend};
 use crate::secret::Secret;
 use crate::session::delivery::StatsSnapshot;
 use crate::session::{Resume, SessionError, SessionOutcome, SessionState, Supervisor, SupervisorConfig};
 use std::collections::BTreeMap;
+use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use time::OffsetDateTime;
 use tokio::sync::watch;
@@ -23,6 +24,16 @@ use tokio::sync::watch;
 /// Items journalled in one append at most, and so the supervisor's channel: a busy
 /// chat is committed in groups this large (an idle one allocates none of it).
 pub const APPEND_BATCH: usize = 512;
+
+/// Appends of one session that may be committing at once.
+const APPENDS_IN_FLIGHT: usize = 4;
+
+/// An append handed to the writer, with the incoming messages that get receipts once
+/// it commits.
+struct InFlight {
+    pending: PendingAppend,
+    incoming: Vec<(usize, String)>,
+}
 
 /// What the control API shows of a session.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
@@ -257,79 +268,111 @@ struct Runner {
 }
 
 impl Runner {
-    async fn run(
+    // Not an `async fn`, which would hold its arguments twice (as arguments and as the
+    // locals they move into) in every idle session's task.
+    fn run(
         self,
-        mut items: crate::session::ItemReceiver,
+        items: crate::session::ItemReceiver,
         task: crate::session::SessionTask,
-        mut stop: watch::Receiver<bool>,
+        stop: watch::Receiver<bool>,
         done: watch::Sender<bool>,
-    ) {
-        let mut state = task.state.clone();
-        let mut creds = task.credentials.clone();
-        let stats = task.stats.clone();
-        let mut journal_failed = None;
-        let mut stopping = false;
-        loop {
-            tokio::select! {
-                item = items.recv() => {
-                    let Some(item) = item else { break };
-                    let mut batch = vec![item];
-                    while batch.len() < APPEND_BATCH {
-                        match items.try_recv() {
-                            Ok(item) => batch.push(item),
-                            Err(_) => break,
+    ) -> impl std::future::Future<Output = ()> + Send {
+        let (mut items, mut stop) = (items, stop);
+        async move {
+            let mut state = task.state.clone();
+            let mut creds = task.credentials.clone();
+            let stats = task.stats.clone();
+            let mut journal_failed = None;
+            let mut stopping = false;
+            // Appends in flight, oldest first: the next batch is read and handed to the
+            // writer while earlier ones commit, so a busy chat never waits for a commit
+            // with its socket idle. One chain: a failed append refuses the later ones, so
+            // the journal never holds a session's Items with a gap before them.
+            let chain = AppendChain::new();
+            let mut in_flight: VecDeque<InFlight> = VecDeque::new();
+            loop {
+                tokio::select! {
+                    item = items.recv_boxed(), if in_flight.len() < APPENDS_IN_FLIGHT => {
+                        let Some(item) = item else { break };
+                        let mut batch = Vec::with_capacity(items.len() + 1);
+                        batch.push(*item);
+                        while batch.len() < APPEND_BATCH {
+                            match items.try_recv() {
+                                Ok(item) => batch.push(item),
+                                Err(_) => break,
+                            }
                         }
-                    }
-                    self.note_items(&batch);
-                    let incoming = self.incoming(&batch);
-                    let appended = self.journal.append(&self.name, batch).await;
-                    if let (Some(r), Ok(seqs)) = (&self.receipts, &appended) {
-                        // Only Items new to the journal: a replay gets no second receipt.
-                        for (i, id) in incoming {
-                            if seqs.get(i).is_some_and(Option::is_some) {
-                                r.offer(&id);
+                        self.note_items(&batch);
+                        let incoming = self.incoming(&batch);
+                        // Boxed, as every wait in this loop's arms: the idle task stays small.
+                        match Box::pin(self.journal.enqueue_append(Some(&chain), &self.name, batch)).await {
+                            Ok(pending) => in_flight.push_back(InFlight { pending, incoming }),
+                            Err(e) => {
+                                journal_failed = Some(self.journal_failed(e, &task));
+                                break;
                             }
                         }
                     }
-                    if let Err(e) = appended {
-                        // Without the journal nothing can be delivered: stop this session
-                        // (its cursor stays at the last committed Item).
-                        tracing::error!(session = %self.name, error = %e, "cannot journal Items; stopping the session");
-                        journal_failed = Some(e.to_string());
-                        task.shutdown();
-                        break;
-                    }
-                    self.progress.lock().expect("progress lock").counters = stats.snapshot().into();
-                }
-                Ok(()) = state.changed() => {
-                    let s = state_name(&state.borrow_and_update());
-                    // The end is shown and recorded only once the last Items are
-                    // journalled (below): a session recorded as ended before that
-                    // would not be resumed after a crash, and its last Items lost.
-                    if matches!(s, "ended" | "stopped") {
-                        continue;
-                    }
-                    self.progress.lock().expect("progress lock").state = s;
-                    if let Err(e) = self.journal.set_session_state(&self.name, s, None, false).await {
-                        tracing::warn!(session = %self.name, error = %e, "cannot record the session's state");
-                    }
-                }
-                Ok(()) = creds.changed() => {
-                    let c = creds.borrow_and_update().clone();
-                    if let Some(c) = c {
-                        let expiry = crate::clock::format_timestamp(c.expiry);
-                        if let Err(e) = self.journal.set_connection(&self.name, &c.token, &expiry).await {
-                            tracing::warn!(session = %self.name, error = %e, "cannot record the ConnectionToken");
+                    appended = async { (&mut in_flight.front_mut().expect("guarded").pending).await }, if !in_flight.is_empty() => {
+                        let InFlight { incoming, .. } = in_flight.pop_front().expect("guarded");
+                        if let Err(e) = self.committed(appended, incoming, &stats) {
+                            journal_failed = Some(self.journal_failed(e, &task));
+                            break;
                         }
                     }
+                    Ok(()) = state.changed() => {
+                        let s = state_name(&state.borrow_and_update());
+                        // The end is shown and recorded only once the last Items are
+                        // journalled (below): a session recorded as ended before that
+                        // would not be resumed after a crash, and its last Items lost.
+                        if matches!(s, "ended" | "stopped") {
+                            continue;
+                        }
+                        self.progress.lock().expect("progress lock").state = s;
+                        if let Err(e) = Box::pin(self.journal.set_session_state(&self.name, s, None, false)).await {
+                            tracing::warn!(session = %self.name, error = %e, "cannot record the session's state");
+                        }
+                    }
+                    Ok(()) = creds.changed() => {
+                        let c = creds.borrow_and_update().clone();
+                        if let Some(c) = c {
+                            let expiry = crate::clock::format_timestamp(c.expiry);
+                            if let Err(e) = Box::pin(self.journal.set_connection(&self.name, &c.token, &expiry)).await {
+                                tracing::warn!(session = %self.name, error = %e, "cannot record the ConnectionToken");
+                            }
+                        }
+                    }
+                    _ = crate::stop::stopped(&mut stop), if !stopping => {
+                        stopping = true;
+                        task.shutdown();
+                    }
                 }
-                _ = crate::stop::stopped(&mut stop), if !stopping => {
-                    stopping = true;
-                    task.shutdown();
+            }
+            drop(items);
+            Box::pin(self.finish(task, in_flight, journal_failed, done)).await;
+        }
+    }
+
+    /// After the loop: what is in flight commits, the supervisor's outcome is recorded,
+    /// and `done` is set.
+    async fn finish(
+        self,
+        task: crate::session::SessionTask,
+        in_flight: VecDeque<InFlight>,
+        mut journal_failed: Option<String>,
+        done: watch::Sender<bool>,
+    ) {
+        let stats = task.stats.clone();
+        // What is still in flight commits (or, after a failure, is refused) before the
+        // end is recorded.
+        for InFlight { pending, incoming } in in_flight {
+            let appended = pending.await;
+            if journal_failed.is_none() {
+                if let Err(e) = self.committed(appended, incoming, &stats) {
+                    journal_failed = Some(self.journal_failed(e, &task));
                 }
             }
         }
-        drop(items);
         let outcome = task.join().await;
         let stats = stats.snapshot();
         let (finished, error) = match (&journal_failed, &outcome) {
@@ -356,6 +399,34 @@ impl Runner {
             p.counters = stats.into();
         }
         let _ = done.send(true);
+    }
+
+    /// An append has committed (or failed): receipts for what was new, and counters.
+    fn committed(
+        &self,
+        appended: Result<Vec<Option<crate::journal::Seq>>, JournalError>,
+        incoming: Vec<(usize, String)>,
+        stats: &crate::session::delivery::SessionStats,
+    ) -> Result<(), JournalError> {
+        let seqs = appended?;
+        if let Some(r) = &self.receipts {
+            // Only Items new to the journal: a replay gets no second receipt.
+            for (i, id) in incoming {
+                if seqs.get(i).is_some_and(Option::is_some) {
+                    r.offer(&id);
+                }
+            }
+        }
+        self.progress.lock().expect("progress lock").counters = stats.snapshot().into();
+        Ok(())
+    }
+
+    /// Without the journal nothing can be delivered: the session stops (its cursor stays
+    /// at the last committed Item). Returns the reason to record.
+    fn journal_failed(&self, e: JournalError, task: &crate::session::SessionTask) -> String {
+        tracing::error!(session = %self.name, error = %e, "cannot journal Items; stopping the session");
+        task.shutdown();
+        e.to_string()
     }
 
     /// The incoming messages of a batch (index, Id), when receipts are on.
@@ -429,4 +500,44 @@ fn error_text(e: &SessionError) -> String {
 /// Now, in the journal's timestamp form.
 pub fn now_text() -> String {
     crate::clock::format_timestamp(OffsetDateTime::now_utc())
+}
+
+#[cfg(test)]
+mod size_tests {
+    use super::*;
+
+    /// Every idle session holds a runner's task for as long as it lives: waits that are
+    /// rare (appends, state records, the end) are boxed, and Items wait boxed in the
+    /// channel, so the task is the size of its loop (it was 2 KiB).
+    #[tokio::test]
+    async fn an_idle_runner_stays_small() {
+        let tmp = tempfile::tempdir().unwrap();
+        let journal = Journal::open(tmp.path(), Default::default()).unwrap();
+        let endpoint = crate::api::Endpoint::from_url("http://127.0.0.1:9").unwrap();
+        let api = ApiClient::builder(endpoint).build().unwrap();
+        let handle = Supervisor::spawn_resumed(api, Secret::new("t"), SupervisorConfig::default(), None);
+        let (items, task) = handle.into_parts();
+        let runner = Runner {
+            name: "s".into(),
+            journal,
+            progress: Arc::new(Mutex::new(Progress {
+                contact_id: None,
+                participant_id: None,
+                last_item_at: None,
+                last_error: None,
+                state: "connecting",
+                finished: None,
+                counters: Counters::default(),
+            })),
+            receipts: None,
+            receipts_after: None,
+            sent: Default::default(),
+        };
+        let (_stop, stop_rx) = watch::channel(false);
+        let (done_tx, _done) = watch::channel(false);
+        let run = runner.run(items, task, stop_rx, done_tx);
+        let size = std::mem::size_of_val(&run);
+        eprintln!("the runner task: {size} bytes");
+        assert!(size <= 1024, "{size} bytes");
+    }
 }

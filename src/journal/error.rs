@@ -62,6 +62,10 @@ pub enum JournalError {
     },
     #[error("journal {path}: the writer thread has stopped")]
     Closed { path: PathBuf },
+    /// An earlier append of the same chain failed: this one is refused, so a session's
+    /// Items never land with a gap before them.
+    #[error("journal {path}: an earlier append of session {session:?} failed; later ones are refused")]
+    ChainBroken { path: PathBuf, session: String },
 }
 
 impl JournalError {

@@ -113,6 +113,50 @@ pub struct JournalEntry {
     pub json: Arc<str>,
 }
 
+/// The identity of one writer of a session's Items (a session's runner): its appends
+/// commit in order, and after a failed one the rest are refused. A new chain starts
+/// clean, so a session re-added under the same name is not held to an old failure.
+#[derive(Debug)]
+pub struct AppendChain(u64);
+
+impl AppendChain {
+    pub fn new() -> AppendChain {
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+        AppendChain(NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed))
+    }
+}
+
+impl Default for AppendChain {
+    fn default() -> Self {
+        AppendChain::new()
+    }
+}
+
+/// An append the writer has taken: resolves to each Item's seq (`None`: already
+/// journalled) once committed.
+#[derive(Debug)]
+pub struct PendingAppend {
+    answer: oneshot::Receiver<Result<Vec<Option<Seq>>, JournalError>>,
+    path: PathBuf,
+}
+
+impl std::future::Future for PendingAppend {
+    type Output = Result<Vec<Option<Seq>>, JournalError>;
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        std::pin::Pin::new(&mut self.answer).poll(cx).map(|r| {
+            r.unwrap_or_else(|_| {
+                Err(JournalError::Closed {
+                    path: self.path.clone(),
+                })
+            })
+        })
+    }
+}
+
 /// A handle on the journal: cheap to clone, shared by every task. When the last handle
 /// is dropped the writer finishes what it was given and the database is closed; that
 /// drop waits for the writer thread (normally one commit, at most the busy timeout).
@@ -164,6 +208,7 @@ impl Journal {
             path: path.clone(),
             fsync: settings.fsync,
             entries: entries.clone(),
+            broken_chains: Default::default(),
         };
         let writer = std::thread::Builder::new()
             .name("journal-writer".into())
@@ -205,8 +250,25 @@ impl Journal {
     /// Returns each Item's seq, or `None` for an Item whose (session, Id) was already
     /// journalled (skipped). Waits while the writer is behind; never drops.
     pub async fn append(&self, session: &str, items: Vec<Item>) -> Result<Vec<Option<Seq>>, JournalError> {
+        self.enqueue_append(None, session, items).await?.await
+    }
+
+    /// Hands a session's Items to the writer and returns at once (waiting only while
+    /// the writer's queue is full): the [`PendingAppend`] resolves once they are
+    /// committed, as [`append`](Self::append) does. Appends of one `chain` (see
+    /// [`AppendChain`]) commit in the order they were enqueued, and once one of them
+    /// fails every later one is refused ([`JournalError::ChainBroken`]), so a session
+    /// can keep several appends in flight and never see a gap in the journal.
+    pub async fn enqueue_append(
+        &self,
+        chain: Option<&AppendChain>,
+        session: &str,
+        items: Vec<Item>,
+    ) -> Result<PendingAppend, JournalError> {
+        let (reply, answer) = oneshot::channel();
         if items.is_empty() {
-            return Ok(Vec::new());
+            _ = reply.send(Ok(Vec::new()));
+            return Ok(self.pending(answer));
         }
         let items = items
             .iter()
@@ -227,17 +289,28 @@ impl Journal {
                 })
             })
             .collect::<Result<Vec<_>, JournalError>>()?;
-        let (reply, answer) = oneshot::channel();
-        let session = session.to_string();
-        self.send(
-            Command::Append {
-                session,
-                items,
-                reply,
-            },
+        let cmd = Command::Append {
+            chain: chain.map(|c| c.0),
+            session: session.to_string(),
+            items,
+            reply,
+        };
+        let commands = self.inner.commands.as_ref().ok_or_else(|| self.closed())?;
+        commands.send(cmd).await.map_err(|_| self.closed())?;
+        Ok(self.pending(answer))
+    }
+
+    fn pending(&self, answer: oneshot::Receiver<Result<Vec<Option<Seq>>, JournalError>>) -> PendingAppend {
+        PendingAppend {
             answer,
-        )
-        .await
+            path: self.inner.path.clone(),
+        }
+    }
+
+    fn closed(&self) -> JournalError {
+        JournalError::Closed {
+            path: self.inner.path.clone(),
+        }
     }
 
     /// Inserts the session, or replaces the one of the same name (keeping its
@@ -335,12 +408,9 @@ impl Journal {
         cmd: Command,
         answer: oneshot::Receiver<Result<T, JournalError>>,
     ) -> Result<T, JournalError> {
-        let closed = || JournalError::Closed {
-            path: self.inner.path.clone(),
-        };
-        let commands = self.inner.commands.as_ref().ok_or_else(closed)?;
-        commands.send(cmd).await.map_err(|_| closed())?;
-        answer.await.map_err(|_| closed())?
+        let commands = self.inner.commands.as_ref().ok_or_else(|| self.closed())?;
+        commands.send(cmd).await.map_err(|_| self.closed())?;
+        answer.await.map_err(|_| self.closed())?
     }
 
     // ------------------------------------------------------------------ reads

@@ -337,3 +337,73 @@ async fn a_full_channel_waits_and_never_drops() {
     }
     assert_eq!(j.entries_after(None, None, 1000).unwrap().len(), 400);
 }
+
+/// An append that fails refuses the later appends of its chain, so a session with
+/// several appends in flight never journals Items with a gap before them; a new chain
+/// (and an append outside any chain) is not held to that failure.
+#[tokio::test]
+async fn a_failed_append_breaks_its_chain() {
+    for fsync in [Fsync::Batch, Fsync::Always] {
+        let tmp = tempfile::tempdir().unwrap();
+        let settings = JournalSettings {
+            fsync,
+            ..JournalSettings::default()
+        };
+        let j = Journal::open(tmp.path(), settings).unwrap();
+        // Injected from outside: an insert of the Item "boom" fails.
+        rusqlite::Connection::open(j.path())
+            .unwrap()
+            .execute_batch(
+                "CREATE TRIGGER boom BEFORE INSERT ON items WHEN NEW.item_id = 'boom' \
+                 BEGIN SELECT RAISE(ABORT, 'injected'); END;",
+            )
+            .unwrap();
+        let session = "s";
+        let chain = AppendChain::new();
+        // A blocked writer, so all three wait in one group (batch) or one after another.
+        let blocker = rusqlite::Connection::open(j.path()).unwrap();
+        blocker.execute_batch("BEGIN IMMEDIATE").unwrap();
+        let (a, boom, c) = (
+            j.enqueue_append(Some(&chain), session, vec![msg("a", "t1")])
+                .await
+                .unwrap(),
+            j.enqueue_append(Some(&chain), session, vec![msg("boom", "t2")])
+                .await
+                .unwrap(),
+            j.enqueue_append(Some(&chain), session, vec![msg("c", "t3")])
+                .await
+                .unwrap(),
+        );
+        blocker.execute_batch("COMMIT").unwrap();
+        assert!(a.await.unwrap()[0].is_some());
+        assert!(matches!(boom.await, Err(JournalError::Sqlite { .. })));
+        let refused = c.await.unwrap_err();
+        assert!(matches!(refused, JournalError::ChainBroken { .. }), "{refused}");
+        assert!(
+            refused.to_string().contains("later ones are refused"),
+            "{refused}"
+        );
+        // Still refused later, in a group of its own.
+        let again = j
+            .enqueue_append(Some(&chain), session, vec![msg("d", "t4")])
+            .await
+            .unwrap();
+        assert!(matches!(again.await, Err(JournalError::ChainBroken { .. })));
+        let ids: Vec<_> = j
+            .entries_after(None, Some(session), 100)
+            .unwrap()
+            .into_iter()
+            .map(|e| e.item_id.unwrap())
+            .collect();
+        assert_eq!(ids, ["a"], "nothing after the failure");
+        // A new chain, and a plain append, start clean.
+        let fresh = AppendChain::new();
+        j.enqueue_append(Some(&fresh), session, vec![msg("c", "t3")])
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+        j.append(session, vec![msg("d", "t4")]).await.unwrap();
+        assert_eq!(j.entries_after(None, Some(session), 100).unwrap().len(), 3);
+    }
+}

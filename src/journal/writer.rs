@@ -34,6 +34,8 @@ pub(crate) type Reply<T> = oneshot::Sender<Result<T, JournalError>>;
 
 pub(crate) enum Command {
     Append {
+        /// The [`AppendChain`](super::AppendChain) it belongs to, if any.
+        chain: Option<u64>,
         session: String,
         items: Vec<NewItem>,
         reply: Reply<Vec<Option<Seq>>>,
@@ -126,6 +128,9 @@ pub(crate) struct Writer {
     pub fsync: Fsync,
     pub entries: broadcast::Sender<Arc<JournalEntry>>,
     pub counters: Arc<Counters>,
+    /// Chains with a failed append: their later appends are refused (few: one per
+    /// failure, so it never needs pruning).
+    pub broken_chains: std::collections::HashSet<u64>,
 }
 
 /// A command's result, held until its transaction commits.
@@ -163,18 +168,26 @@ impl Writer {
         let mut done = Vec::with_capacity(batch.len());
         let mut published = Vec::new();
         let path = self.path.clone();
+        // If the group as a whole fails, every chain in it is broken.
+        let chains: Vec<u64> = batch.iter().filter_map(Command::chain).collect();
+        let mut broken = Vec::new();
         let mut tx = match self
             .conn
             .transaction()
             .ctx(&path, || "begin a group commit".into())
         {
             Ok(tx) => tx,
-            Err(e) => return fail_all(batch, e),
+            Err(e) => {
+                self.broken_chains.extend(chains);
+                return fail_all(batch, e);
+            }
         };
         for cmd in batch {
+            let chain = cmd.chain();
             let mut sp = match tx.savepoint().ctx(&path, || "begin a savepoint".into()) {
                 Ok(sp) => sp,
                 Err(e) => {
+                    broken.extend(chain);
                     done.push(fail(cmd, e));
                     continue;
                 }
@@ -182,14 +195,18 @@ impl Writer {
             let mut entries = Vec::new();
             let outcome = match cmd {
                 Command::Append {
+                    chain,
                     session,
                     items,
                     reply,
                 } => {
-                    let r = items
-                        .into_iter()
-                        .map(|item| insert(&sp, &path, &session, item, &now, &mut entries))
-                        .collect::<Result<Vec<_>, _>>();
+                    let r = match refuse(&self.broken_chains, &broken, chain, &path, &session) {
+                        Some(e) => Err(e),
+                        None => items
+                            .into_iter()
+                            .map(|item| insert(&sp, &path, &session, item, &now, &mut entries))
+                            .collect::<Result<Vec<_>, _>>(),
+                    };
                     Done::Append(reply, r)
                 }
                 Command::Op { op, reply } => Done::Op(reply, run_op(&sp, &path, op, &now)),
@@ -203,6 +220,9 @@ impl Writer {
             } else {
                 sp.rollback().ctx(&path, || "roll back a savepoint".into())
             };
+            if !ok || finished.is_err() {
+                broken.extend(chain);
+            }
             match (finished, outcome) {
                 (Ok(()), outcome) => {
                     if ok {
@@ -214,7 +234,9 @@ impl Writer {
                 (Err(e), Done::Op(reply, _)) => done.push(Done::Op(reply, Err(e))),
             }
         }
-        match tx.commit().ctx(&path, || "commit".into()) {
+        let committed = tx.commit().ctx(&path, || "commit".into());
+        self.broken_chains.extend(broken);
+        match committed {
             Ok(()) => {
                 let skipped = done.iter().map(Done::skipped).sum();
                 self.counters.committed(published.len(), skipped);
@@ -223,6 +245,7 @@ impl Writer {
             }
             Err(e) => {
                 tracing::error!(error = %e, "journal group commit failed");
+                self.broken_chains.extend(chains);
                 for d in done {
                     match d {
                         Done::Append(reply, _) => _ = reply.send(Err(e.clone())),
@@ -239,10 +262,15 @@ impl Writer {
         let path = self.path.clone();
         match cmd {
             Command::Append {
+                chain,
                 session,
                 items,
                 reply,
             } => {
+                if let Some(e) = refuse(&self.broken_chains, &[], chain, &path, &session) {
+                    _ = reply.send(Err(e));
+                    return;
+                }
                 let mut seqs = Vec::with_capacity(items.len());
                 for item in items {
                     let mut entries = Vec::new();
@@ -262,6 +290,7 @@ impl Writer {
                             seqs.push(seq);
                         }
                         Err(e) => {
+                            self.break_chain(chain);
                             _ = reply.send(Err(e));
                             return;
                         }
@@ -287,6 +316,10 @@ impl Writer {
         }
     }
 
+    fn break_chain(&mut self, chain: Option<u64>) {
+        self.broken_chains.extend(chain);
+    }
+
     fn publish(&self, entries: Vec<JournalEntry>) {
         for entry in entries {
             // An error only means nobody is subscribed.
@@ -309,6 +342,32 @@ impl Done {
             Done::Op(reply, r) => _ = reply.send(r),
         }
     }
+}
+
+impl Command {
+    fn chain(&self) -> Option<u64> {
+        match self {
+            Command::Append { chain, .. } => *chain,
+            Command::Op { .. } => None,
+        }
+    }
+}
+
+/// The error for an append of a chain that has already failed (before, or earlier in
+/// this group: `broken_now`).
+fn refuse(
+    broken: &std::collections::HashSet<u64>,
+    broken_now: &[u64],
+    chain: Option<u64>,
+    path: &std::path::Path,
+    session: &str,
+) -> Option<JournalError> {
+    chain
+        .filter(|c| broken.contains(c) || broken_now.contains(c))
+        .map(|_| JournalError::ChainBroken {
+            path: path.to_path_buf(),
+            session: session.to_string(),
+        })
 }
 
 fn fail(cmd: Command, e: JournalError) -> Done {

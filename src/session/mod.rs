@@ -188,6 +188,12 @@ impl ItemReceiver {
         self.0.try_recv().map(|b| *b)
     }
 
+    /// As [`recv`](Self::recv), still boxed: a task that waits here does not hold room
+    /// for a whole Item while it is idle.
+    pub async fn recv_boxed(&mut self) -> Option<Box<Item>> {
+        self.0.recv().await
+    }
+
     /// Items waiting.
     pub fn len(&self) -> usize {
         self.0.len()

@@ -15,6 +15,7 @@
 //!   consumer), or while other frames keep arriving, the deadline moves on, so a silent
 //!   socket is noticed within one interval plus that timeout and a busy one never is.
 
+mod dial;
 pub mod frame;
 
 use crate::api::endpoint::{check_websocket_url, EndpointError};
@@ -25,16 +26,16 @@ use futures_util::{SinkExt, StreamExt};
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
-use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::{interval_at, sleep_until, timeout, Instant, MissedTickBehavior};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 use tracing::{debug, info, warn};
 
-type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+use dial::Ws;
+#[cfg(test)]
+use tokio_tungstenite::WebSocketStream;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct SocketConfig {
@@ -121,8 +122,9 @@ impl std::fmt::Display for CloseReason {
 #[derive(Debug)]
 pub enum SocketEvent {
     Item(Box<Item>),
-    /// The last event of a socket.
-    Closed(CloseReason),
+    /// The last event of a socket (boxed: the channel allocates room for 32 events up
+    /// front, and a pointer-sized event halves that for every socket).
+    Closed(Box<CloseReason>),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -144,6 +146,26 @@ pub enum SocketError {
 }
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+
+/// Frames smaller than this wait in tungstenite's write buffer until a flush (every
+/// send flushes; only the heartbeat's `feed`s share one).
+const WRITE_COALESCE: usize = 512;
+
+/// When a socket's heartbeats tick: the first tick one period from now, rounded down to
+/// a process-wide grid (a fraction of the period, at most 250 ms), so the ticks of
+/// thousands of idle sockets fall together and one wake-up of the runtime serves many
+/// of them instead of one each. Rounding down keeps every tick within a period of the
+/// last, so a silent socket is still noticed within one interval plus the reply
+/// deadline.
+fn first_tick(now: Instant, period: Duration) -> Instant {
+    static ORIGIN: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    let origin = Instant::from_std(*ORIGIN.get_or_init(std::time::Instant::now));
+    let grid = (period / 8).clamp(Duration::from_millis(1), Duration::from_millis(250));
+    let due = now + period;
+    let since = due.saturating_duration_since(origin).as_nanos();
+    let early = u64::try_from(since % grid.as_nanos()).unwrap_or(0);
+    due - Duration::from_nanos(early)
+}
 
 /// The supervisor's end of a socket task. Dropping it closes the socket.
 #[derive(Debug)]
@@ -174,22 +196,15 @@ pub async fn open(url: &PresignedUrl, cfg: &SocketConfig) -> Result<SocketHandle
     let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
     let ws_config = WebSocketConfig::default()
         .read_buffer_size(cfg.read_buffer_size)
-        .write_buffer_size(0)
+        // Small frames wait for a flush, so a heartbeat and a ping leave in one write.
+        .write_buffer_size(WRITE_COALESCE)
         .max_write_buffer_size(cfg.max_message_size * 2)
         .max_message_size(Some(cfg.max_message_size))
         .max_frame_size(Some(cfg.max_message_size));
-    let connector = (parsed.scheme() == "wss")
-        .then(|| tokio_tungstenite::Connector::Rustls(crate::tls::websocket_tls_config()));
     debug!(socket = id, url = %url, "dialling");
-    let dial =
-        tokio_tungstenite::connect_async_tls_with_config(url.expose(), Some(ws_config), true, connector);
-    let (mut ws, _) = timeout(cfg.dial_timeout, dial)
+    let mut ws = timeout(cfg.dial_timeout, dial::dial(url, &parsed, ws_config))
         .await
-        .map_err(|_| SocketError::DialTimeout(cfg.dial_timeout))?
-        .map_err(|e| match e {
-            WsError::Http(resp) => SocketError::Refused(resp.status().as_u16()),
-            other => SocketError::Dial(other.to_string()),
-        })?;
+        .map_err(|_| SocketError::DialTimeout(cfg.dial_timeout))??;
 
     let mut early = VecDeque::new();
     let mut attempt = 0;
@@ -291,30 +306,44 @@ impl Awaiting {
 }
 
 impl SocketTask {
-    async fn run(mut self, mut close_rx: oneshot::Receiver<()>, early: VecDeque<Box<Item>>) {
-        let reason = self.serve(&mut close_rx, early).await;
-        match &reason {
-            CloseReason::Requested => debug!(socket = self.id, "websocket closed"),
-            CloseReason::Server { code: 1000, .. } => {
-                info!(socket = self.id, reason = %reason, "websocket ended")
+    // Not an `async fn`, which would hold the task's state twice (as its argument and
+    // as the local it moves into) for the whole life of the socket.
+    fn run(
+        self,
+        close_rx: oneshot::Receiver<()>,
+        early: VecDeque<Box<Item>>,
+    ) -> impl std::future::Future<Output = ()> + Send {
+        let (mut this, mut close_rx) = (self, close_rx);
+        async move {
+            let reason = this.serve(&mut close_rx, early).await;
+            match &reason {
+                CloseReason::Requested => debug!(socket = this.id, "websocket closed"),
+                CloseReason::Server { code: 1000, .. } => {
+                    info!(socket = this.id, reason = %reason, "websocket ended")
+                }
+                other => warn!(socket = this.id, reason = %other, "websocket ended"),
             }
-            other => warn!(socket = self.id, reason = %other, "websocket ended"),
+            // Free the connection before waiting on a busy consumer.
+            let SocketTask { ws, tx, .. } = this;
+            drop(ws);
+            let _ = Box::pin(tx.send(SocketEvent::Closed(Box::new(reason)))).await;
         }
-        // Free the connection before waiting on a busy consumer.
-        let SocketTask { ws, tx, .. } = self;
-        drop(ws);
-        let _ = tx.send(SocketEvent::Closed(reason)).await;
     }
 
     /// Hands an Item to the supervisor. While the channel is full nothing is read from
     /// the socket (TCP flow control holds the rest on the server); a consumer that takes
     /// nothing for `slow_consumer_limit` costs the socket. Returns how long it waited.
     async fn forward(&mut self, item: Box<Item>) -> Result<Duration, CloseReason> {
-        let event = match self.tx.try_send(SocketEvent::Item(item)) {
-            Ok(()) => return Ok(Duration::ZERO),
-            Err(mpsc::error::TrySendError::Closed(_)) => return Err(CloseReason::Requested),
-            Err(mpsc::error::TrySendError::Full(event)) => event,
-        };
+        match self.tx.try_send(SocketEvent::Item(item)) {
+            Ok(()) => Ok(Duration::ZERO),
+            Err(mpsc::error::TrySendError::Closed(_)) => Err(CloseReason::Requested),
+            // Boxed: the wait (and its timer) is rare, and would otherwise make every
+            // idle socket's task larger.
+            Err(mpsc::error::TrySendError::Full(event)) => Box::pin(self.forward_when_room(event)).await,
+        }
+    }
+
+    async fn forward_when_room(&mut self, event: SocketEvent) -> Result<Duration, CloseReason> {
         let started = Instant::now();
         let limit = self.cfg.slow_consumer_limit;
         match timeout(limit, self.tx.send(event)).await {
@@ -341,7 +370,7 @@ impl SocketTask {
             .heartbeat_timeout
             .min(period)
             .max(Duration::from_millis(1));
-        let mut ticks = interval_at(Instant::now() + period, period);
+        let mut ticks = interval_at(first_tick(Instant::now(), period), period);
         ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
         let mut awaiting = Awaiting::default();
         // One timer for the reply deadline, re-armed lazily: frames move `last_read`, and
@@ -353,7 +382,8 @@ impl SocketTask {
         loop {
             tokio::select! {
                 // A dropped handle counts as a close request too.
-                _ = &mut *close_rx => return self.close_cleanly().await,
+                // Boxed, as is every rare path, to keep the idle task small.
+                _ = &mut *close_rx => return Box::pin(self.close_cleanly()).await,
                 msg = self.ws.next() => {
                     last_read = Instant::now();
                     let was_awaiting = awaiting.since.is_some();
@@ -398,13 +428,17 @@ impl SocketTask {
                         // is running; do not pile up more requests.
                         continue;
                     }
-                    for f in [frame::HEARTBEAT, frame::PING] {
-                        // A send that cannot finish within a period is as dead as a missing reply.
-                        match timeout(period, self.ws.send(Message::text(f))).await {
-                            Ok(Ok(())) => {}
-                            Ok(Err(e)) => return CloseReason::Error(e.to_string()),
-                            Err(_) => return CloseReason::Stalled,
-                        }
+                    // Both frames in one write; a send that cannot finish within a period
+                    // is as dead as a missing reply.
+                    let beat = async {
+                        self.ws.feed(Message::text(frame::HEARTBEAT)).await?;
+                        self.ws.feed(Message::text(frame::PING)).await?;
+                        self.ws.flush().await
+                    };
+                    match Box::pin(timeout(period, beat)).await {
+                        Ok(Ok(())) => {}
+                        Ok(Err(e)) => return CloseReason::Error(e.to_string()),
+                        Err(_) => return CloseReason::Stalled,
                     }
                     let now = Instant::now();
                     awaiting = Awaiting { heartbeat: true, ping: true, since: Some(now) };
@@ -511,5 +545,37 @@ impl SocketTask {
             Ok(r) => r,
             Err(_) => CloseReason::Error("close handshake timed out".into()),
         }
+    }
+}
+
+#[cfg(test)]
+mod size_tests {
+    use super::*;
+    use tokio_tungstenite::tungstenite::protocol::Role;
+
+    /// Every idle chat holds its socket's task for hours: the rare waits (a full
+    /// channel, the close handshake, the heartbeat's send) are boxed, the state is held
+    /// once and a TLS connection is boxed in the stream, so the task stays small (it
+    /// was 4.2 KiB).
+    #[tokio::test]
+    async fn an_idle_socket_task_stays_small() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let tcp = tokio::net::TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let ws = WebSocketStream::from_raw_socket(dial::Stream::Plain(tcp), Role::Client, None).await;
+        let (tx, _rx) = mpsc::channel(1);
+        let (_close, close_rx) = oneshot::channel();
+        let task = SocketTask {
+            id: 0,
+            ws,
+            tx,
+            cfg: SocketConfig::default(),
+            malformed: 0,
+        };
+        let run = task.run(close_rx, VecDeque::new());
+        let size = std::mem::size_of_val(&run);
+        eprintln!("the socket task: {size} bytes");
+        assert!(size <= 1280, "{size} bytes");
     }
 }
