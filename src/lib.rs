@@ -22,6 +22,8 @@ pub mod cli;
 pub mod clock;
 pub mod daemon;
 pub mod emulator;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod journal;
 pub mod secret;
 pub mod session;

@@ -480,11 +480,7 @@ impl ApiClient {
                 request_id,
             });
         }
-        let bytes: &[u8] = if bytes.is_empty() { b"{}" } else { &bytes };
-        serde_json::from_slice(bytes).map_err(|e| ApiError::Decode {
-            operation: op.name(),
-            message: e.to_string(),
-        })
+        decode_response(op, &bytes)
     }
 
     fn note_server_date(&self, headers: &reqwest::header::HeaderMap) {
@@ -506,6 +502,15 @@ impl ApiClient {
                 .store(offset as i64, Ordering::Relaxed);
         }
     }
+}
+
+/// Decodes a successful answer's body (empty is `{}`) as `op`'s response.
+pub fn decode_response<Resp: DeserializeOwned>(op: Operation, bytes: &[u8]) -> Result<Resp, ApiError> {
+    let bytes: &[u8] = if bytes.is_empty() { b"{}" } else { bytes };
+    serde_json::from_slice(bytes).map_err(|e| ApiError::Decode {
+        operation: op.name(),
+        message: e.to_string(),
+    })
 }
 
 /// A fresh idempotency token.

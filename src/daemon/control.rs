@@ -51,6 +51,10 @@ impl ApiFailure {
     pub(crate) fn bad_request(message: impl Into<String>) -> ApiFailure {
         ApiFailure::new(StatusCode::BAD_REQUEST, "bad_request", message)
     }
+
+    pub(crate) fn status(&self) -> StatusCode {
+        self.status
+    }
 }
 
 impl IntoResponse for ApiFailure {
@@ -115,7 +119,7 @@ impl<S: Send + Sync, T: serde::de::DeserializeOwned> axum::extract::FromRequest<
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct AddBody {
+pub(crate) struct AddBody {
     participant_token: String,
     name: Option<String>,
     history: Option<String>,
@@ -217,10 +221,8 @@ async fn list_sessions(State(daemon): State<AppState>) -> Response {
     Json(serde_json::json!({ "sessions": daemon.list() })).into_response()
 }
 
-async fn add_session(
-    State(daemon): State<AppState>,
-    JsonBody(body): JsonBody<AddBody>,
-) -> Result<Response, ApiFailure> {
+/// The session a `POST /v1/sessions` body asks for.
+pub(crate) fn new_session(body: AddBody) -> Result<NewSession, ApiFailure> {
     let token = body.participant_token.trim();
     if token.is_empty() {
         return Err(ApiFailure::bad_request("participant_token must not be empty"));
@@ -234,16 +236,21 @@ async fn add_session(
             )))
         }
     };
-    let (view, created) = daemon
-        .add(NewSession {
-            participant_token: Secret::new(token),
-            name: body.name,
-            history,
-            labels: body.labels.unwrap_or_default(),
-            receipts: body.receipts.unwrap_or(false),
-            source: crate::journal::SessionSource::Api,
-        })
-        .await?;
+    Ok(NewSession {
+        participant_token: Secret::new(token),
+        name: body.name,
+        history,
+        labels: body.labels.unwrap_or_default(),
+        receipts: body.receipts.unwrap_or(false),
+        source: crate::journal::SessionSource::Api,
+    })
+}
+
+async fn add_session(
+    State(daemon): State<AppState>,
+    JsonBody(body): JsonBody<AddBody>,
+) -> Result<Response, ApiFailure> {
+    let (view, created) = daemon.add(new_session(body)?).await?;
     let status = if created {
         StatusCode::CREATED
     } else {
@@ -263,8 +270,8 @@ async fn show_session(
 }
 
 #[derive(Deserialize)]
-struct RemoveQuery {
-    disconnect: Option<bool>,
+pub(crate) struct RemoveQuery {
+    pub(crate) disconnect: Option<bool>,
 }
 
 async fn remove_session(
@@ -278,41 +285,90 @@ async fn remove_session(
 }
 
 #[derive(Deserialize)]
-struct StreamQuery {
-    after: Option<String>,
+pub(crate) struct StreamQuery {
+    pub(crate) after: Option<String>,
     from: Option<String>,
 }
 
+/// Where an SSE stream starts, as the request names it (before the journal is asked).
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Resume {
+    /// With what is committed from now on.
+    Now,
+    /// `?from=start`: everything.
+    Start,
+    /// Right after an Item: of `session` (`None`: the stream's own session).
+    After { session: Option<String>, at: Position },
+}
+
+/// An Item named in a resume position.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Position {
+    /// `#N`: an Item without an Id, by its journal position.
+    Seq(crate::journal::Seq),
+    Id(String),
+}
+
 /// The resume position: `Last-Event-ID` wins over `?after=`; `?from=start` replays
-/// everything; otherwise the stream starts with what is committed from now on.
-fn resume_id(headers: &HeaderMap, q: &StreamQuery) -> Result<Option<String>, ApiFailure> {
-    if let Some(v) = headers.get("last-event-id") {
-        let id = v
-            .to_str()
-            .map_err(|_| ApiFailure::bad_request("Last-Event-ID is not text"))?;
-        return Ok(Some(id.to_string()));
-    }
-    Ok(q.after.clone())
+/// everything; otherwise the stream starts with what is committed from now on. On
+/// `GET /v1/items` (`all`) the position is `NAME/ID`.
+pub(crate) fn resume(headers: &HeaderMap, q: &StreamQuery, all: bool) -> Result<Resume, ApiFailure> {
+    let id = match headers.get("last-event-id") {
+        Some(v) => Some(
+            v.to_str()
+                .map_err(|_| ApiFailure::bad_request("Last-Event-ID is not text"))?
+                .to_string(),
+        ),
+        None => q.after.clone(),
+    };
+    let Some(id) = id else {
+        return match q.from.as_deref() {
+            Some("start") => Ok(Resume::Start),
+            None => Ok(Resume::Now),
+            Some(other) => Err(ApiFailure::bad_request(format!(
+                "from must be \"start\", not {other:?}"
+            ))),
+        };
+    };
+    let (session, item) = if all {
+        let (session, item) = id
+            .split_once('/')
+            .ok_or_else(|| ApiFailure::bad_request(format!("after: {id:?} is not NAME/ID")))?;
+        (Some(session.to_string()), item.to_string())
+    } else {
+        (None, id)
+    };
+    // `#N` as the streams write it: digits only (no sign: `#-5` is no position).
+    let seq = item
+        .strip_prefix('#')
+        .filter(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+        .and_then(|n| n.parse().ok());
+    let at = match seq {
+        Some(seq) => Position::Seq(seq),
+        None => Position::Id(item),
+    };
+    Ok(Resume::After { session, at })
 }
 
-fn start_from(q: &StreamQuery, after: Option<crate::journal::Seq>) -> Result<Start, ApiFailure> {
-    match (after, q.from.as_deref()) {
-        (Some(seq), _) => Ok(Start::After(seq)),
-        (None, Some("start")) => Ok(Start::Start),
-        (None, None) => Ok(Start::Now),
-        (None, Some(other)) => Err(ApiFailure::bad_request(format!(
-            "from must be \"start\", not {other:?}"
-        ))),
-    }
+/// The feed's start for `resume`, asking the journal where an Item is.
+async fn start_of(daemon: &Daemon, own: Option<&str>, resume: Resume) -> Result<Start, ApiFailure> {
+    Ok(match resume {
+        Resume::Now => Start::Now,
+        Resume::Start => Start::Start,
+        Resume::After { session, at } => {
+            let session = session.as_deref().or(own).unwrap_or_default();
+            Start::After(seq_of(daemon, session, at).await?)
+        }
+    })
 }
 
-/// The journal position of Item `id` of `session`, for a resume.
-async fn seq_of(daemon: &Daemon, session: &str, id: &str) -> Result<crate::journal::Seq, ApiFailure> {
-    // An Item without an Id is named by its journal position.
-    if let Some(seq) = id.strip_prefix('#').and_then(|n| n.parse().ok()) {
-        return Ok(seq);
-    }
-    let (j, s, i) = (daemon.journal().clone(), session.to_string(), id.to_string());
+/// The journal position of Item `at` of `session`, for a resume.
+async fn seq_of(daemon: &Daemon, session: &str, at: Position) -> Result<crate::journal::Seq, ApiFailure> {
+    let id = match at {
+        Position::Seq(seq) => return Ok(seq),
+        Position::Id(id) => id,
+    };
+    let (j, s, i) = (daemon.journal().clone(), session.to_string(), id.clone());
     let seq = tokio::task::spawn_blocking(move || j.seq_of(&s, &i))
         .await
         .map_err(|_| {
@@ -336,11 +392,8 @@ async fn session_items(
     if !daemon.knows(&name) {
         return Err(DaemonError::NotFound(name).into());
     }
-    let after = match resume_id(&headers, &q)? {
-        Some(id) => Some(seq_of(&daemon, &name, &id).await?),
-        None => None,
-    };
-    let entries = feed::follow(daemon.journal().clone(), Some(name), start_from(&q, after)?);
+    let start = start_of(&daemon, Some(&name), resume(&headers, &q, false)?).await?;
+    let entries = feed::follow(daemon.journal().clone(), Some(name), start);
     Ok(sse::session_stream(entries))
 }
 
@@ -350,22 +403,46 @@ async fn all_items(
     query: Result<Query<StreamQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiFailure> {
     let Query(q) = query.map_err(|e| ApiFailure::bad_request(e.to_string()))?;
-    let after = match resume_id(&headers, &q)? {
-        Some(id) => {
-            let (session, item) = id
-                .split_once('/')
-                .ok_or_else(|| ApiFailure::bad_request(format!("after: {id:?} is not NAME/ID")))?;
-            Some(seq_of(&daemon, session, item).await?)
-        }
-        None => None,
-    };
-    let entries = feed::follow(daemon.journal().clone(), None, start_from(&q, after)?);
+    let start = start_of(&daemon, None, resume(&headers, &q, true)?).await?;
+    let entries = feed::follow(daemon.journal().clone(), None, start);
     Ok(sse::all_stream(entries))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn resume_of(last_event_id: &str, all: bool) -> Resume {
+        let mut h = HeaderMap::new();
+        h.insert("last-event-id", last_event_id.parse().unwrap());
+        let q = StreamQuery {
+            after: None,
+            from: None,
+        };
+        resume(&h, &q, all).unwrap()
+    }
+
+    /// Found by the `sse_resume` fuzz target (reproducer `#-042\n/2`): a signed journal
+    /// position was taken for one (`#-42`: everything again), and `#+7` for `#7`.
+    #[test]
+    fn only_digits_name_a_journal_position() {
+        let after = |at| Resume::After { session: None, at };
+        assert_eq!(resume_of("#42", false), after(Position::Seq(42)));
+        for id in ["#-042", "#+7", "#", "# 1", "#1e3"] {
+            assert_eq!(resume_of(id, false), after(Position::Id(id.into())), "{id}");
+        }
+        assert_eq!(
+            resume_of("chat-1/#-1", true),
+            Resume::After {
+                session: Some("chat-1".into()),
+                at: Position::Id("#-1".into())
+            }
+        );
+        assert_eq!(
+            crate::fuzzing::sse_resume(false, Some(b"#-042"), "/2"),
+            Some(Ok("None #-042".into()))
+        );
+    }
 
     #[test]
     fn bearer_comparison() {

@@ -17,7 +17,7 @@
 use super::control::{ApiFailure, JsonBody};
 use super::session::RunningSession;
 use super::{Daemon, DaemonError};
-use crate::api::model::DisconnectParticipantRequest;
+use crate::api::model::{DisconnectParticipantRequest, SendEventRequest, SendMessageRequest};
 use crate::api::outbound::{self, AttachError, EventKind, InvalidOutbound};
 use crate::api::ApiError;
 use crate::secret::Secret;
@@ -86,7 +86,7 @@ fn connected(daemon: &Daemon, name: &str) -> Result<(Arc<RunningSession>, Secret
     Ok((session, token))
 }
 
-fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiFailure> {
+pub(crate) fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiFailure> {
     let Some(v) = headers.get("idempotency-key") else {
         return Ok(None);
     };
@@ -135,7 +135,7 @@ where
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct MessageBody {
+pub(crate) struct MessageBody {
     content: String,
     content_type: Option<String>,
 }
@@ -147,10 +147,7 @@ async fn send_message(
     JsonBody(body): JsonBody<MessageBody>,
 ) -> Result<Response, ApiFailure> {
     let key = idempotency_key(&headers)?;
-    let mut request = outbound::message(
-        body.content_type.as_deref().unwrap_or("text/plain"),
-        &body.content,
-    )?;
+    let mut request = message_request(&body)?;
     let (session, token) = connected(&daemon, &name)?;
     request.client_token = key.clone();
     once(&daemon, &name, key, async {
@@ -171,9 +168,17 @@ async fn send_message(
     .await
 }
 
+/// The SendMessage a `…/messages` body asks for, checked.
+pub(crate) fn message_request(body: &MessageBody) -> Result<SendMessageRequest, InvalidOutbound> {
+    outbound::message(
+        body.content_type.as_deref().unwrap_or("text/plain"),
+        &body.content,
+    )
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct EventBody {
+pub(crate) struct EventBody {
     content_type: String,
     content: Option<String>,
 }
@@ -185,17 +190,11 @@ async fn send_event(
     JsonBody(body): JsonBody<EventBody>,
 ) -> Result<Response, ApiFailure> {
     let key = idempotency_key(&headers)?;
-    let kind = EventKind::from_content_type(&body.content_type)?;
-    let mut request = outbound::event(kind, None, body.content.as_deref())?;
+    let (kind, mut request, receipt_for) = event_request(&body)?;
     let (session, token) = connected(&daemon, &name)?;
     if kind == EventKind::Typing && !session.typing.pass() {
         return Ok((StatusCode::OK, Json(json!({"Throttled": true}))).into_response());
     }
-    let receipt_for = request
-        .content
-        .as_deref()
-        .filter(|_| kind != EventKind::Typing)
-        .and_then(outbound::receipt_message_id);
     if let Some(id) = &receipt_for {
         // At most one receipt of each kind per message.
         if session.sent.lock().expect("receipts lock").has(kind, id) {
@@ -220,17 +219,32 @@ async fn send_event(
     .await
 }
 
+/// The SendEvent an `…/events` body asks for, checked: its kind, the request, and the
+/// message a receipt is for.
+pub(crate) fn event_request(
+    body: &EventBody,
+) -> Result<(EventKind, SendEventRequest, Option<String>), InvalidOutbound> {
+    let kind = EventKind::from_content_type(&body.content_type)?;
+    let request = outbound::event(kind, None, body.content.as_deref())?;
+    let receipt_for = request
+        .content
+        .as_deref()
+        .filter(|_| kind != EventKind::Typing)
+        .and_then(outbound::receipt_message_id);
+    Ok((kind, request, receipt_for))
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct AttachmentBody {
+pub(crate) struct AttachmentBody {
     path: std::path::PathBuf,
     content_type: Option<String>,
     name: Option<String>,
 }
 
 #[derive(Deserialize)]
-struct AttachmentQuery {
-    name: Option<String>,
+pub(crate) struct AttachmentQuery {
+    pub(crate) name: Option<String>,
 }
 
 /// The attachment: `{"path": …}` for a file the daemon can read, or the file itself as
@@ -249,16 +263,7 @@ async fn send_attachment(
         .map(|v| v.split(';').next().unwrap_or("").trim().to_ascii_lowercase());
     let (file_name, content_type, bytes) = if given_type.as_deref() == Some("application/json") {
         let JsonBody(body) = JsonBody::<AttachmentBody>::from_request(req, &()).await?;
-        let file_name = match body.name {
-            Some(n) => n,
-            None => body
-                .path
-                .file_name()
-                .and_then(|n| n.to_str())
-                .map(str::to_string)
-                .ok_or_else(|| ApiFailure::bad_request("path: not a file name"))?,
-        };
-        let content_type = outbound::attachment_type(&file_name, body.content_type.as_deref())?;
+        let (file_name, content_type) = attachment_name(&body)?;
         let size = tokio::fs::metadata(&body.path)
             .await
             .map_err(|e| ApiFailure::bad_request(format!("path: {}: {e}", body.path.display())))?
@@ -302,6 +307,21 @@ async fn send_attachment(
         ))
     })
     .await
+}
+
+/// The file name and content type of an attachment named by a `{"path": …}` body.
+pub(crate) fn attachment_name(body: &AttachmentBody) -> Result<(String, String), ApiFailure> {
+    let file_name = match &body.name {
+        Some(n) => n.clone(),
+        None => body
+            .path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .map(str::to_string)
+            .ok_or_else(|| ApiFailure::bad_request("path: not a file name"))?,
+    };
+    let content_type = outbound::attachment_type(&file_name, body.content_type.as_deref())?;
+    Ok((file_name, content_type))
 }
 
 async fn disconnect(

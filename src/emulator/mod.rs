@@ -152,6 +152,59 @@ impl Shared {
     }
 }
 
+/// The emulator without a listener, for the fuzz targets (`fuzz/`): its router, to
+/// which requests go straight (no socket), a chat, and the parser of what a client
+/// sends on a websocket. Not an API.
+#[doc(hidden)]
+pub struct Offline {
+    shared: Arc<Shared>,
+    router: axum::Router,
+    _stop: watch::Sender<bool>,
+    pub chat: CreatedChat,
+}
+
+impl Offline {
+    pub fn new() -> Offline {
+        let shared = Arc::new(Shared {
+            state: Mutex::new(State::new(
+                Clock::new(),
+                Timing::default(),
+                "http://emulator.invalid".into(),
+            )),
+        });
+        let (contact_id, participant_id, token) = shared
+            .lock()
+            .create_chat(None, "fuzz".into())
+            .expect("a new chat id is unique");
+        let (stop, stopped) = watch::channel(false);
+        Offline {
+            router: http::router(shared.clone(), stopped),
+            shared,
+            _stop: stop,
+            chat: CreatedChat {
+                contact_id,
+                participant_id,
+                participant_token: Secret::new(token),
+            },
+        }
+    }
+
+    pub fn router(&self) -> axum::Router {
+        self.router.clone()
+    }
+
+    /// The emulator's answer to a text frame a client sent on socket `socket`.
+    pub fn socket_frame(&self, socket: u64, text: &str) -> Option<String> {
+        ws::answer(&self.shared, socket, text)
+    }
+}
+
+impl Default for Offline {
+    fn default() -> Self {
+        Offline::new()
+    }
+}
+
 /// A running emulator. Dropping it (or [`shutdown`](Self::shutdown)) stops the server.
 pub struct Emulator {
     shared: Arc<Shared>,

@@ -192,7 +192,7 @@ where
 }
 
 /// The emulator's reply to a client frame, if it gets one.
-fn answer(shared: &Shared, id: u64, text: &str) -> Option<String> {
+pub(super) fn answer(shared: &Shared, id: u64, text: &str) -> Option<String> {
     let frame: Value = serde_json::from_str(text).ok()?;
     match frame.get("topic").and_then(Value::as_str)? {
         "aws/subscribe" => {
