@@ -165,7 +165,17 @@ impl Delivery {
 
     /// Delivers `item` unless it was delivered already (see the module's invariant);
     /// waits while the consumer is busy.
-    pub async fn offer(&mut self, item: Item, source: Source) -> Result<Offered, ConsumerGone> {
+    pub fn offer(
+        &mut self,
+        item: impl Into<Box<Item>>,
+        source: Source,
+    ) -> impl std::future::Future<Output = Result<Offered, ConsumerGone>> + Send + '_ {
+        // Boxed before the future is made: a live session waits in here, and an Item
+        // held inline would make every idle session's task half a kilobyte larger.
+        self.offer_boxed(item.into(), source)
+    }
+
+    async fn offer_boxed(&mut self, item: Box<Item>, source: Source) -> Result<Offered, ConsumerGone> {
         let at = item.absolute_time.as_deref().and_then(TimeKey::parse);
         let ephemeral = item.is_ephemeral();
         // Older than what was delivered: its place has passed.
@@ -198,7 +208,14 @@ impl Delivery {
         }
         self.advance(&item);
         let ended = item.is_chat_ended();
-        self.out.send(Box::new(item)).await.map_err(|_| ConsumerGone)?;
+        match self.out.try_send(item) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Closed(_)) => return Err(ConsumerGone),
+            // Waiting for room is the rare case: boxed, to keep this future small.
+            Err(mpsc::error::TrySendError::Full(item)) => {
+                Box::pin(self.out.send(item)).await.map_err(|_| ConsumerGone)?
+            }
+        }
         SessionStats::bump(&self.stats.delivered);
         if source == Source::Transcript {
             SessionStats::bump(&self.stats.backfilled);

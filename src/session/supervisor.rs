@@ -382,7 +382,7 @@ impl Supervisor {
             tokio::select! {
                 _ = shutdown_requested(&mut self.shutdown) => return LiveExit::Shutdown,
                 ev = conn.socket.recv() => match ev {
-                    Some(SocketEvent::Item(item)) => match self.delivery.offer(*item, Source::Live).await {
+                    Some(SocketEvent::Item(item)) => match self.delivery.offer(item, Source::Live).await {
                         Ok(Offered::Ended) => return LiveExit::Ended,
                         Ok(_) => {}
                         Err(ConsumerGone) => return LiveExit::ConsumerGone,
@@ -453,7 +453,7 @@ impl Supervisor {
         old.socket.request_close();
         while let Some(event) = old.socket.recv().await {
             match event {
-                SocketEvent::Item(item) => match self.delivery.offer(*item, Source::Live).await {
+                SocketEvent::Item(item) => match self.delivery.offer(item, Source::Live).await {
                     Ok(Offered::Ended) => return Err(LiveExit::Ended),
                     Ok(_) => {}
                     Err(ConsumerGone) => return Err(LiveExit::ConsumerGone),
