@@ -85,8 +85,8 @@ impl Entry {
 pub struct Daemon {
     api: ApiClient,
     journal: Journal,
-    /// The template every session's supervisor starts from (history is per session).
-    supervisor: SupervisorConfig,
+    /// Every session's supervisor configuration, shared: `[history all, history none]`.
+    configs: [Arc<SupervisorConfig>; 2],
     sessions: Mutex<BTreeMap<String, Entry>>,
     /// Serialises additions, so one token can never get two sessions.
     adding: tokio::sync::Mutex<()>,
@@ -97,10 +97,18 @@ pub struct Daemon {
 
 impl Daemon {
     pub fn new(api: ApiClient, journal: Journal, supervisor: SupervisorConfig) -> Arc<Daemon> {
+        let with = |history| {
+            Arc::new(SupervisorConfig {
+                history,
+                // Room for a whole journal group between the socket and the journal.
+                item_channel: supervisor.item_channel.max(session::APPEND_BATCH),
+                ..supervisor.clone()
+            })
+        };
         Arc::new(Daemon {
             api,
             journal,
-            supervisor,
+            configs: [with(History::All), with(History::None)],
             sessions: Mutex::new(BTreeMap::new()),
             adding: tokio::sync::Mutex::new(()),
             closing: std::sync::atomic::AtomicBool::new(false),
@@ -198,14 +206,9 @@ impl Daemon {
     }
 
     fn launch(&self, rec: &SessionRecord, resume: Option<Resume>) -> Arc<RunningSession> {
-        let cfg = SupervisorConfig {
-            history: match rec.history {
-                journal::History::All => History::All,
-                journal::History::None => History::None,
-            },
-            // Room for a whole journal group between the socket and the journal.
-            item_channel: self.supervisor.item_channel.max(session::APPEND_BATCH),
-            ..self.supervisor.clone()
+        let cfg = match rec.history {
+            journal::History::All => self.configs[0].clone(),
+            journal::History::None => self.configs[1].clone(),
         };
         let running = Arc::new(RunningSession::start(
             self.api.clone(),

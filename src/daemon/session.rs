@@ -108,8 +108,11 @@ pub struct RunningSession {
     /// The current ConnectionToken (for DisconnectParticipant on removal).
     pub credentials: watch::Receiver<Option<crate::session::Credentials>>,
     progress: Arc<Mutex<Progress>>,
-    stop: watch::Sender<bool>,
-    done: watch::Receiver<bool>,
+    /// Shuts the supervisor down; the runner then journals what is left and finishes.
+    stop: crate::session::ShutdownHandle,
+    /// Notified once `progress.finished` is set (a `Notify`, not a `watch`: a tenth of
+    /// the memory, in every session).
+    done: Arc<tokio::sync::Notify>,
     /// Typing events: one per [`TYPING_EVERY`] at most.
     pub(crate) typing: LeadingEdge,
     /// Receipts and own messages sent (shared with the receipts task).
@@ -155,7 +158,8 @@ pub struct SessionStart {
     pub participant_token: Secret,
     pub fingerprint: String,
     pub labels: BTreeMap<String, String>,
-    pub cfg: SupervisorConfig,
+    /// Shared by the daemon's sessions of the same history setting.
+    pub cfg: Arc<SupervisorConfig>,
     pub resume: Option<Resume>,
     /// Automatic delivered receipts for incoming messages.
     pub receipts: bool,
@@ -194,8 +198,8 @@ impl RunningSession {
             finished: None,
             counters: Counters::default(),
         }));
-        let (stop, stop_rx) = watch::channel(false);
-        let (done_tx, done) = watch::channel(false);
+        let stop = task.shutdown_handle();
+        let done = Arc::new(tokio::sync::Notify::new());
         let runner = Runner {
             name: name.clone(),
             journal,
@@ -205,7 +209,7 @@ impl RunningSession {
             sent: sent.clone(),
         };
         tokio::spawn(tracing::Instrument::instrument(
-            runner.run(items, task, stop_rx, done_tx),
+            runner.run(items, task, done.clone()),
             span,
         ));
         RunningSession {
@@ -224,13 +228,21 @@ impl RunningSession {
 
     /// Asks the session to close its socket (with a close frame) and finish.
     pub fn stop(&self) {
-        let _ = self.stop.send(true);
+        self.stop.shutdown();
     }
 
     /// Resolves once the session has finished and its last Items are journalled.
     pub async fn finished(&self) {
-        let mut done = self.done.clone();
-        let _ = done.wait_for(|d| *d).await;
+        loop {
+            // Registered before the check, so a finish in between is not missed.
+            let notified = self.done.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if self.is_finished() {
+                return;
+            }
+            notified.await;
+        }
     }
 
     /// The current ConnectionToken, once the session has connected.
@@ -239,7 +251,7 @@ impl RunningSession {
     }
 
     pub fn is_finished(&self) -> bool {
-        *self.done.borrow()
+        self.progress.lock().expect("progress lock").finished.is_some()
     }
 
     pub fn view(&self) -> SessionView {
@@ -274,16 +286,14 @@ impl Runner {
         self,
         items: crate::session::ItemReceiver,
         task: crate::session::SessionTask,
-        stop: watch::Receiver<bool>,
-        done: watch::Sender<bool>,
+        done: Arc<tokio::sync::Notify>,
     ) -> impl std::future::Future<Output = ()> + Send {
-        let (mut items, mut stop) = (items, stop);
+        let mut items = items;
         async move {
             let mut state = task.state.clone();
             let mut creds = task.credentials.clone();
             let stats = task.stats.clone();
             let mut journal_failed = None;
-            let mut stopping = false;
             // Appends in flight, oldest first: the next batch is read and handed to the
             // writer while earlier ones commit, so a busy chat never waits for a commit
             // with its socket idle. One chain: a failed append refuses the later ones, so
@@ -346,10 +356,6 @@ impl Runner {
                             }
                         }
                     }
-                    _ = crate::stop::stopped(&mut stop), if !stopping => {
-                        stopping = true;
-                        task.shutdown();
-                    }
                 }
             }
             drop(items);
@@ -364,7 +370,7 @@ impl Runner {
         task: crate::session::SessionTask,
         in_flight: VecDeque<InFlight>,
         mut journal_failed: Option<String>,
-        done: watch::Sender<bool>,
+        done: Arc<tokio::sync::Notify>,
     ) {
         let stats = task.stats.clone();
         // What is still in flight commits (or, after a failure, is refused) before the
@@ -402,7 +408,7 @@ impl Runner {
             p.last_error = error;
             p.counters = stats.into();
         }
-        let _ = done.send(true);
+        done.notify_waiters();
     }
 
     /// An append has committed (or failed): receipts for what was new, and counters.
@@ -537,9 +543,7 @@ mod size_tests {
             receipts_after: None,
             sent: Default::default(),
         };
-        let (_stop, stop_rx) = watch::channel(false);
-        let (done_tx, _done) = watch::channel(false);
-        let run = runner.run(items, task, stop_rx, done_tx);
+        let run = runner.run(items, task, Arc::new(tokio::sync::Notify::new()));
         let size = std::mem::size_of_val(&run);
         eprintln!("the runner task: {size} bytes");
         assert!(size <= 1024, "{size} bytes");

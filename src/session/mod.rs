@@ -281,6 +281,16 @@ impl SessionHandle {
     }
 }
 
+/// Asks a session to shut down, as [`SessionTask::shutdown`] does.
+#[derive(Debug, Clone)]
+pub struct ShutdownHandle(watch::Sender<bool>);
+
+impl ShutdownHandle {
+    pub fn shutdown(&self) {
+        let _ = self.0.send(true);
+    }
+}
+
 /// The session without its Item receiver.
 pub struct SessionTask {
     task: SessionJoin,
@@ -293,6 +303,12 @@ pub struct SessionTask {
 impl SessionTask {
     pub fn shutdown(&self) {
         let _ = self.shutdown.send(true);
+    }
+
+    /// Another handle that shuts the session down (the daemon's, while the task itself
+    /// is owned by the session's runner).
+    pub fn shutdown_handle(&self) -> ShutdownHandle {
+        ShutdownHandle(self.shutdown.clone())
     }
 
     pub async fn join(self) -> Result<SessionOutcome, SessionError> {

@@ -66,7 +66,11 @@ pub const ITEM_CHANNEL: usize = 64;
 
 impl Supervisor {
     /// Starts a session in a task of its own.
-    pub fn spawn(api: ApiClient, participant_token: Secret, cfg: SupervisorConfig) -> SessionHandle {
+    pub fn spawn(
+        api: ApiClient,
+        participant_token: Secret,
+        cfg: impl Into<Arc<SupervisorConfig>>,
+    ) -> SessionHandle {
         Self::spawn_resumed(api, participant_token, cfg, None)
     }
 
@@ -75,9 +79,11 @@ impl Supervisor {
     pub fn spawn_resumed(
         api: ApiClient,
         participant_token: Secret,
-        cfg: SupervisorConfig,
+        cfg: impl Into<Arc<SupervisorConfig>>,
         resume: Option<Resume>,
     ) -> SessionHandle {
+        // Shared, not copied: a daemon passes one configuration to all its sessions.
+        let cfg: Arc<SupervisorConfig> = cfg.into();
         let (tx, rx) = mpsc::channel(cfg.item_channel.max(1));
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
         let (mut sup, state) = Supervisor::new(api, participant_token, cfg, tx, shutdown_rx);
@@ -107,11 +113,11 @@ impl Supervisor {
     pub fn new(
         api: ApiClient,
         participant_token: Secret,
-        cfg: SupervisorConfig,
+        cfg: impl Into<Arc<SupervisorConfig>>,
         out: mpsc::Sender<Box<Item>>,
         shutdown: watch::Receiver<bool>,
     ) -> (Supervisor, watch::Receiver<SessionState>) {
-        let cfg = Arc::new(cfg);
+        let cfg: Arc<SupervisorConfig> = cfg.into();
         let stats = Arc::new(SessionStats::default());
         let (state, state_rx) = watch::channel(SessionState::Starting);
         let sup = Supervisor {
@@ -495,7 +501,13 @@ mod size_tests {
         let endpoint = crate::api::Endpoint::from_url("http://127.0.0.1:9").unwrap();
         let api = crate::api::ApiClient::builder(endpoint).build().unwrap();
         let token = crate::secret::Secret::new("t");
-        let (sup, _) = super::Supervisor::new(api, token, Default::default(), tx, stop_rx);
+        let (sup, _) = super::Supervisor::new(
+            api,
+            token,
+            crate::session::SupervisorConfig::default(),
+            tx,
+            stop_rx,
+        );
         let run = sup.run();
         assert!(
             std::mem::size_of_val(&run) <= 2048,
