@@ -549,6 +549,39 @@ impl SocketTask {
 }
 
 #[cfg(test)]
+mod tick_tests {
+    use super::*;
+
+    /// Sockets opened at different moments tick on one grid, never later than a period
+    /// after they start (so half-open detection keeps its bound) and at most one grid
+    /// step (250 ms at the default 10 s) earlier.
+    #[test]
+    fn first_ticks_share_a_grid_and_never_come_late() {
+        let period = Duration::from_secs(10);
+        let grid = Duration::from_millis(250);
+        let base = Instant::now();
+        let ticks: Vec<Instant> = [0u64, 1, 37, 249, 250, 251, 4_999, 9_876]
+            .iter()
+            .map(|ms| {
+                let now = base + Duration::from_millis(*ms);
+                let tick = first_tick(now, period);
+                assert!(tick <= now + period, "never late");
+                assert!(tick > now + period - grid, "at most a grid step early");
+                tick
+            })
+            .collect();
+        for t in &ticks {
+            let apart = t.saturating_duration_since(ticks[0]) + ticks[0].saturating_duration_since(*t);
+            assert_eq!(apart.as_nanos() % grid.as_nanos(), 0, "on one grid");
+        }
+        // Short periods get a finer grid (an eighth of the period).
+        let short = Duration::from_millis(80);
+        let tick = first_tick(base, short);
+        assert!(tick <= base + short && tick > base + short - short / 8);
+    }
+}
+
+#[cfg(test)]
 mod size_tests {
     use super::*;
     use tokio_tungstenite::tungstenite::protocol::Role;
