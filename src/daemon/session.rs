@@ -100,6 +100,21 @@ pub struct Progress {
     pub counters: Counters,
 }
 
+impl Progress {
+    /// A session that has just started: nothing known yet.
+    fn starting() -> Progress {
+        Progress {
+            contact_id: None,
+            participant_id: None,
+            last_item_at: None,
+            last_error: None,
+            state: "connecting",
+            finished: None,
+            counters: Counters::default(),
+        }
+    }
+}
+
 /// A running (or finished) session held by the daemon.
 pub struct RunningSession {
     pub name: String,
@@ -189,15 +204,7 @@ impl RunningSession {
         let receipts_on = receipts;
         let receipts =
             receipts.then(|| span.in_scope(|| Receipts::spawn(api, credentials.clone(), sent.clone())));
-        let progress = Arc::new(Mutex::new(Progress {
-            contact_id: None,
-            participant_id: None,
-            last_item_at: None,
-            last_error: None,
-            state: "connecting",
-            finished: None,
-            counters: Counters::default(),
-        }));
+        let progress = Arc::new(Mutex::new(Progress::starting()));
         let stop = task.shutdown_handle();
         let done = Arc::new(tokio::sync::Notify::new());
         let runner = Runner {
@@ -530,15 +537,7 @@ mod size_tests {
         let runner = Runner {
             name: "s".into(),
             journal,
-            progress: Arc::new(Mutex::new(Progress {
-                contact_id: None,
-                participant_id: None,
-                last_item_at: None,
-                last_error: None,
-                state: "connecting",
-                finished: None,
-                counters: Counters::default(),
-            })),
+            progress: Arc::new(Mutex::new(Progress::starting())),
             receipts: None,
             receipts_after: None,
             sent: Default::default(),
