@@ -332,10 +332,10 @@ impl Runner {
                     }
                     appended = async { (&mut in_flight.front_mut().expect("guarded").pending).await }, if !in_flight.is_empty() => {
                         let InFlight { incoming, .. } = in_flight.pop_front().expect("guarded");
-                    if in_flight.is_empty() && items.is_empty() {
-                        // Idle again: an idle session keeps no queue.
-                        in_flight = VecDeque::new();
-                    }
+                        if in_flight.is_empty() && items.is_empty() {
+                            // Idle again: an idle session keeps no queue.
+                            in_flight = VecDeque::new();
+                        }
                         if let Err(e) = self.committed(appended, incoming, &stats) {
                             journal_failed = Some(self.journal_failed(e, &task));
                             break;
