@@ -295,8 +295,7 @@ impl Journal {
             items,
             reply,
         };
-        let commands = self.inner.commands.as_ref().ok_or_else(|| self.closed())?;
-        commands.send(cmd).await.map_err(|_| self.closed())?;
+        self.submit(cmd).await?;
         Ok(self.pending(answer))
     }
 
@@ -408,9 +407,14 @@ impl Journal {
         cmd: Command,
         answer: oneshot::Receiver<Result<T, JournalError>>,
     ) -> Result<T, JournalError> {
-        let commands = self.inner.commands.as_ref().ok_or_else(|| self.closed())?;
-        commands.send(cmd).await.map_err(|_| self.closed())?;
+        self.submit(cmd).await?;
         answer.await.map_err(|_| self.closed())?
+    }
+
+    /// Queues a command for the writer (waiting while its queue is full).
+    async fn submit(&self, cmd: Command) -> Result<(), JournalError> {
+        let commands = self.inner.commands.as_ref().ok_or_else(|| self.closed())?;
+        commands.send(cmd).await.map_err(|_| self.closed())
     }
 
     // ------------------------------------------------------------------ reads

@@ -290,7 +290,7 @@ impl Writer {
                             seqs.push(seq);
                         }
                         Err(e) => {
-                            self.break_chain(chain);
+                            self.broken_chains.extend(chain);
                             _ = reply.send(Err(e));
                             return;
                         }
@@ -314,10 +314,6 @@ impl Writer {
                 _ = reply.send(r);
             }
         }
-    }
-
-    fn break_chain(&mut self, chain: Option<u64>) {
-        self.broken_chains.extend(chain);
     }
 
     fn publish(&self, entries: Vec<JournalEntry>) {
