@@ -251,6 +251,7 @@ async fn daemon_rate(emu: &Emulator, n: usize) -> DaemonBurst {
             labels: Default::default(),
             receipts: false,
         }],
+        capacity: Default::default(),
     };
     let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
@@ -529,6 +530,7 @@ async fn daemon_idle(
     let limits: String = ["CreateParticipantConnection", "GetTranscript"]
         .map(|op| format!("[limits.{op}]\nrate = 100000\nburst = 100000\n"))
         .concat();
+    let limits = format!("[limits]\nmax_sessions = 1000000\n{limits}");
     let config = format!(
         "endpoint = \"{endpoint}\"\nstate_dir = \"{}\"\nheartbeat_interval = 10\n[control]\nlisten = \"unix:{}\"\n\
          [journal]\nfsync = \"batch\"\n[log]\nlevel = \"warn\"\n{limits}",

@@ -105,6 +105,7 @@ pub fn options(cfg: &DaemonConfig) -> Result<RunOptions, StartError> {
         http_listen: cfg.http.listen,
         consumers: cfg.consumers.clone(),
         sessions,
+        capacity: cfg.capacity.clone(),
     })
 }
 

@@ -28,15 +28,14 @@ use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-/// Largest request body accepted.
-pub const BODY_LIMIT: usize = 64 * 1024;
-
 /// The one error type of the API, and its JSON shape.
 #[derive(Debug)]
 pub struct ApiFailure {
     status: StatusCode,
     code: &'static str,
     message: String,
+    /// Seconds for a `Retry-After` header.
+    retry_after: Option<u32>,
 }
 
 impl ApiFailure {
@@ -45,6 +44,15 @@ impl ApiFailure {
             status,
             code,
             message: message.into(),
+            retry_after: None,
+        }
+    }
+
+    /// With a `Retry-After` header of `seconds`.
+    pub(crate) fn retry_after(self, seconds: u32) -> ApiFailure {
+        ApiFailure {
+            retry_after: Some(seconds),
+            ..self
         }
     }
 
@@ -60,12 +68,24 @@ impl ApiFailure {
 impl IntoResponse for ApiFailure {
     fn into_response(self) -> Response {
         let body = serde_json::json!({"error": {"code": self.code, "message": self.message}});
-        (self.status, Json(body)).into_response()
+        let mut response = (self.status, Json(body)).into_response();
+        if let Some(s) = self.retry_after {
+            response.headers_mut().insert(header::RETRY_AFTER, s.into());
+        }
+        response
     }
 }
 
 impl From<DaemonError> for ApiFailure {
     fn from(e: DaemonError) -> ApiFailure {
+        if let DaemonError::TooManySessions(_) = e {
+            let failure = ApiFailure::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "too_many_sessions",
+                e.to_string(),
+            );
+            return failure.retry_after(RETRY_SESSIONS);
+        }
         let (status, code) = match &e {
             DaemonError::Invalid { .. } => (StatusCode::BAD_REQUEST, "bad_request"),
             DaemonError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
@@ -74,12 +94,18 @@ impl From<DaemonError> for ApiFailure {
             DaemonError::Ended(_) => (StatusCode::GONE, "chat_ended"),
             DaemonError::NotConnected(_) => (StatusCode::SERVICE_UNAVAILABLE, "not_connected"),
             DaemonError::Journal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+            DaemonError::TooManySessions(_) => unreachable!("answered above"),
         };
         ApiFailure::new(status, code, e.to_string())
     }
 }
 
-/// A JSON body: `application/json` (else 415), within [`BODY_LIMIT`] (else 413), of
+/// `Retry-After` when `limits.max_sessions` is reached, in seconds.
+const RETRY_SESSIONS: u32 = 30;
+/// `Retry-After` when `limits.max_streams` is reached, in seconds.
+const RETRY_STREAMS: u32 = 5;
+
+/// A JSON body: `application/json` (else 415), within `limits.max_body` (else 413), of
 /// the expected shape (else 400 naming the field).
 pub struct JsonBody<T>(pub T);
 
@@ -105,7 +131,7 @@ impl<S: Send + Sync, T: serde::de::DeserializeOwned> axum::extract::FromRequest<
                 ApiFailure::new(
                     StatusCode::PAYLOAD_TOO_LARGE,
                     "payload_too_large",
-                    format!("the body is over {BODY_LIMIT} bytes"),
+                    "the body is over limits.max_body bytes",
                 )
             } else {
                 ApiFailure::bad_request(format!("cannot read the body: {e}"))
@@ -147,7 +173,7 @@ pub fn router(daemon: Arc<Daemon>, bearer: Option<Secret>) -> Router {
                 "method not allowed on this route",
             )
         })
-        .layer(axum::extract::DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(axum::extract::DefaultBodyLimit::max(daemon.capacity().max_body))
         .with_state(daemon);
     if let Some(secret) = bearer {
         let secret = Arc::new(secret);
@@ -393,8 +419,9 @@ async fn session_items(
         return Err(DaemonError::NotFound(name).into());
     }
     let start = start_of(&daemon, Some(&name), resume(&headers, &q, false)?).await?;
+    let place = stream_place(&daemon)?;
     let entries = feed::follow(daemon.journal().clone(), Some(name), start);
-    Ok(sse::session_stream(entries))
+    Ok(super::server::hold(sse::session_stream(entries), place))
 }
 
 async fn all_items(
@@ -404,8 +431,24 @@ async fn all_items(
 ) -> Result<Response, ApiFailure> {
     let Query(q) = query.map_err(|e| ApiFailure::bad_request(e.to_string()))?;
     let start = start_of(&daemon, None, resume(&headers, &q, true)?).await?;
+    let place = stream_place(&daemon)?;
     let entries = feed::follow(daemon.journal().clone(), None, start);
-    Ok(sse::all_stream(entries))
+    Ok(super::server::hold(sse::all_stream(entries), place))
+}
+
+/// A place for one more SSE stream, or `429 too_many_streams`.
+fn stream_place(daemon: &Daemon) -> Result<tokio::sync::OwnedSemaphorePermit, ApiFailure> {
+    daemon.stream_permit().ok_or_else(|| {
+        ApiFailure::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too_many_streams",
+            format!(
+                "{} streams are open, as many as limits.max_streams allows",
+                daemon.capacity().max_streams
+            ),
+        )
+        .retry_after(RETRY_STREAMS)
+    })
 }
 
 #[cfg(test)]

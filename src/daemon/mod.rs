@@ -7,6 +7,7 @@
 //! * [`session`]: one chat — a supervisor whose Items are journalled;
 //! * [`control`]: the control API (sessions, SSE streams, probes);
 //! * [`outbound`]: its talking-back routes (messages, events, attachments, disconnect);
+//! * [`server`]: HTTP/1.1 for both, within the [`Capacity`] limits;
 //! * [`run`]: putting it together until a shutdown.
 //!
 //! Its consumers (stdout, SSE) are in [`crate::sink`]; the CLI's client of a running
@@ -16,6 +17,7 @@ pub mod control;
 pub mod outbound;
 pub mod receipts;
 pub mod run;
+pub mod server;
 pub mod session;
 
 use crate::api::model::DisconnectParticipantRequest;
@@ -44,6 +46,42 @@ pub enum DaemonError {
     Ended(String),
     #[error("session {0:?} has no connection yet; try again in a moment")]
     NotConnected(String),
+    #[error("the daemon holds {0} sessions, as many as limits.max_sessions allows")]
+    TooManySessions(usize),
+}
+
+/// How much the daemon takes on, and how long a control client may dawdle
+/// (`[limits]`: `max_sessions`, `max_body`, `max_connections`, `max_streams`,
+/// `header_timeout`, `idle_timeout`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Capacity {
+    /// Sessions followed at once (ended and retired ones do not count); more are
+    /// refused with `503 too_many_sessions`.
+    pub max_sessions: usize,
+    /// Largest control request body, in bytes (`413 payload_too_large`); attachments
+    /// have their own bound.
+    pub max_body: usize,
+    /// Open control connections per listener (`503 too_many_connections`).
+    pub max_connections: usize,
+    /// SSE streams open at once (`429 too_many_streams`).
+    pub max_streams: usize,
+    /// A request head must be complete this long after its first byte.
+    pub header_timeout: std::time::Duration,
+    /// A connection with no request in flight is closed after this long.
+    pub idle_timeout: std::time::Duration,
+}
+
+impl Default for Capacity {
+    fn default() -> Capacity {
+        Capacity {
+            max_sessions: 10_000,
+            max_body: 64 * 1024,
+            max_connections: 256,
+            max_streams: 64,
+            header_timeout: std::time::Duration::from_secs(10),
+            idle_timeout: std::time::Duration::from_secs(60),
+        }
+    }
 }
 
 /// A session to add.
@@ -93,10 +131,22 @@ pub struct Daemon {
     closing: std::sync::atomic::AtomicBool,
     /// Set once the control API listens and every configured session has started.
     ready: std::sync::atomic::AtomicBool,
+    capacity: Capacity,
+    /// One permit per SSE stream that may open.
+    streams: Arc<tokio::sync::Semaphore>,
 }
 
 impl Daemon {
     pub fn new(api: ApiClient, journal: Journal, supervisor: SupervisorConfig) -> Arc<Daemon> {
+        Daemon::with_capacity(api, journal, supervisor, Capacity::default())
+    }
+
+    pub fn with_capacity(
+        api: ApiClient,
+        journal: Journal,
+        supervisor: SupervisorConfig,
+        capacity: Capacity,
+    ) -> Arc<Daemon> {
         let with = |history| {
             Arc::new(SupervisorConfig {
                 history,
@@ -113,7 +163,33 @@ impl Daemon {
             adding: tokio::sync::Mutex::new(()),
             closing: std::sync::atomic::AtomicBool::new(false),
             ready: std::sync::atomic::AtomicBool::new(false),
+            streams: Arc::new(tokio::sync::Semaphore::new(capacity.max_streams)),
+            capacity,
         })
+    }
+
+    pub fn capacity(&self) -> &Capacity {
+        &self.capacity
+    }
+
+    /// A place for one more SSE stream, held until the stream ends; `None` when
+    /// `max_streams` are open.
+    pub(crate) fn stream_permit(&self) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        self.streams.clone().try_acquire_owned().ok()
+    }
+
+    /// True when `max_sessions` sessions are being followed (not ended, failed or
+    /// retired).
+    fn at_capacity(&self) -> bool {
+        let max = self.capacity.max_sessions;
+        let sessions = self.sessions.lock().expect("sessions lock");
+        // Counting is needed only when the finished ones might not leave room.
+        sessions.len() >= max
+            && sessions
+                .values()
+                .filter(|e| matches!(e, Entry::Running(s) if !s.is_finished()))
+                .count()
+                >= max
     }
 
     /// True once the control API listens and every configured session has started,
@@ -176,6 +252,9 @@ impl Daemon {
         let fingerprint = journal::fingerprint(&new.participant_token);
         if let Some(view) = self.held_by(&fingerprint)? {
             return Ok((view, false));
+        }
+        if self.at_capacity() {
+            return Err(DaemonError::TooManySessions(self.capacity.max_sessions));
         }
         let name = match new.name {
             Some(n) if !valid_session_name(&n) => {

@@ -3,7 +3,7 @@
 //! stop accepting requests, close every socket with a close frame and let the journal
 //! commit what it has.
 
-use super::{control, Daemon, DaemonError, NewSession};
+use super::{control, server, Daemon, DaemonError, NewSession};
 use crate::api::ApiClient;
 use crate::journal::Journal;
 use crate::secret::Secret;
@@ -48,6 +48,8 @@ pub struct RunOptions {
     /// Webhook and NATS consumers of the journal.
     pub consumers: Vec<crate::sink::consumer::ConsumerConfig>,
     pub sessions: Vec<ConfiguredSession>,
+    /// `[limits]`: sessions, control connections, streams, bodies, client deadlines.
+    pub capacity: super::Capacity,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -114,7 +116,12 @@ pub async fn run(
     on_ready: impl FnOnce(&Bound, &Arc<Daemon>),
 ) -> Result<(), RunError> {
     let _lock = lock_state_dir(&opts.journal)?;
-    let daemon = Daemon::new(opts.api, opts.journal.clone(), opts.supervisor);
+    let daemon = Daemon::with_capacity(
+        opts.api,
+        opts.journal.clone(),
+        opts.supervisor,
+        opts.capacity.clone(),
+    );
     let resumed = daemon.resume_all().await?;
     if resumed > 0 {
         tracing::info!(sessions = resumed, "resumed the sessions of the last run");
@@ -173,13 +180,13 @@ pub async fn run(
     let probes = match opts.http_listen {
         Some(addr) => {
             let listener = bind_tcp(addr).await?;
-            let mut stop = stop_rx.clone();
             let app = control::probes(daemon.clone());
-            Some(tokio::spawn(async move {
-                axum::serve(listener, app)
-                    .with_graceful_shutdown(async move { crate::stop::stopped(&mut stop).await })
-                    .await
-            }))
+            Some(tokio::spawn(server::serve(
+                listener,
+                app,
+                opts.capacity.clone(),
+                stop_rx.clone(),
+            )))
         }
         None => None,
     };
@@ -188,24 +195,24 @@ pub async fn run(
             let listener = bind_unix(path)?;
             daemon.set_ready();
             on_ready(&Bound::Unix(path.clone()), &daemon);
-            let mut stop = stop_rx.clone();
-            tokio::spawn(async move {
-                axum::serve(listener, app)
-                    .with_graceful_shutdown(async move { crate::stop::stopped(&mut stop).await })
-                    .await
-            })
+            tokio::spawn(server::serve(
+                listener,
+                app,
+                opts.capacity.clone(),
+                stop_rx.clone(),
+            ))
         }
         Listen::Tcp(addr) => {
             let listener = bind_tcp(*addr).await?;
             let bound = listener.local_addr().unwrap_or(*addr);
             daemon.set_ready();
             on_ready(&Bound::Tcp(bound), &daemon);
-            let mut stop = stop_rx.clone();
-            tokio::spawn(async move {
-                axum::serve(listener, app)
-                    .with_graceful_shutdown(async move { crate::stop::stopped(&mut stop).await })
-                    .await
-            })
+            tokio::spawn(server::serve(
+                listener,
+                app,
+                opts.capacity.clone(),
+                stop_rx.clone(),
+            ))
         }
     };
     shutdown.await;

@@ -82,6 +82,7 @@ pub async fn start_daemon_with(
         http_listen: None,
         consumers,
         sessions,
+        capacity: Default::default(),
     };
     let (ready_tx, ready_rx) = oneshot::channel();
     let (stop_tx, stop_rx) = oneshot::channel::<()>();

@@ -38,7 +38,7 @@ enum Type {
 }
 
 /// The daemon keys that may come from the environment, with the type of their value.
-const KEYS: [(&str, Type); 15] = [
+const KEYS: [(&str, Type); 21] = [
     ("region", Type::Str),
     ("fips", Type::Bool),
     ("dual_stack", Type::Bool),
@@ -52,6 +52,12 @@ const KEYS: [(&str, Type); 15] = [
     ("http.listen", Type::Str),
     ("journal.fsync", Type::Str),
     ("journal.retention", Type::Str),
+    ("limits.max_sessions", Type::Int),
+    ("limits.max_body", Type::Int),
+    ("limits.max_connections", Type::Int),
+    ("limits.max_streams", Type::Int),
+    ("limits.header_timeout", Type::Str),
+    ("limits.idle_timeout", Type::Str),
     ("log.format", Type::Str),
     ("log.level", Type::Str),
 ];

@@ -112,6 +112,25 @@ impl ConfigError {
         let problems = err.into_iter().map(|e| figment_problem(e, figment)).collect();
         ConfigError::new(problems)
     }
+
+    /// The problems of a failed `figment.extract_inner(key)`, each under its full key
+    /// (figment appends `key` to the path it found the error at).
+    pub(super) fn from_figment_at(err: figment::Error, figment: &Figment, key: &str) -> Vec<Problem> {
+        let prefix: Vec<String> = key
+            .split('.')
+            .filter(|k| !k.is_empty())
+            .map(String::from)
+            .collect();
+        err.into_iter()
+            .map(|mut e| {
+                if e.path.ends_with(&prefix) {
+                    e.path.truncate(e.path.len() - prefix.len());
+                }
+                e.path.splice(0..0, prefix.iter().cloned());
+                figment_problem(e, figment)
+            })
+            .collect()
+    }
 }
 
 /// Renders a figment path as `a.b[2].c`.

@@ -8,12 +8,58 @@
 //! the same [`Limit`] and the same [`Limit::bucket`] (`"SendMessage+SendEvent"`); set
 //! either (or both to the same values). A missing `rate` or `burst` under an operation
 //! with a default keeps the default's.
+//!
+//! Beside the operations, `[limits]` holds the daemon's [`Capacity`]: `max_sessions`,
+//! `max_body`, `max_connections`, `max_streams` (counts, at least 1) and
+//! `header_timeout`, `idle_timeout` (durations).
 
-use super::error::{lookup, Problem};
+use super::duration::Seconds;
+use super::error::{lookup, ConfigError, Problem};
 use super::raw::RawLimit;
 use crate::api::Operation;
+use crate::daemon::Capacity;
 use figment::Figment;
 use std::collections::BTreeMap;
+
+/// The `[limits]` keys that are not operations.
+pub const CAPACITY_KEYS: [&str; 6] = [
+    "max_sessions",
+    "max_body",
+    "max_connections",
+    "max_streams",
+    "header_timeout",
+    "idle_timeout",
+];
+
+/// The daemon's capacity: each key as configured, else its default.
+pub(super) fn capacity(figment: &Figment, problems: &mut Vec<Problem>) -> Capacity {
+    let mut c = Capacity::default();
+    let mut count =
+        |key: &str, value: &mut usize| match figment.extract_inner::<u64>(&format!("limits.{key}")) {
+            Ok(0) => problems.push(Problem::new(
+                format!("limits.{key}"),
+                lookup(figment, &format!("limits.{key}")),
+                "must be at least 1",
+            )),
+            Ok(n) => *value = usize::try_from(n).unwrap_or(usize::MAX),
+            Err(e) if e.missing() => {}
+            Err(e) => problems.extend(ConfigError::from_figment_at(e, figment, &format!("limits.{key}"))),
+        };
+    count("max_sessions", &mut c.max_sessions);
+    count("max_body", &mut c.max_body);
+    count("max_connections", &mut c.max_connections);
+    count("max_streams", &mut c.max_streams);
+    let mut duration = |key: &str, value: &mut std::time::Duration| match figment
+        .extract_inner::<Seconds>(&format!("limits.{key}"))
+    {
+        Ok(s) => *value = s.0,
+        Err(e) if e.missing() => {}
+        Err(e) => problems.extend(ConfigError::from_figment_at(e, figment, &format!("limits.{key}"))),
+    };
+    duration("header_timeout", &mut c.header_timeout);
+    duration("idle_timeout", &mut c.idle_timeout);
+    c
+}
 
 /// The bucket name of SendMessage and SendEvent.
 pub const SEND_BUCKET: &str = "SendMessage+SendEvent";
@@ -54,18 +100,32 @@ fn default_of(op: Operation) -> Option<(f64, u32)> {
 
 /// The limits for every operation that has a default or is configured.
 pub(super) fn resolve(
-    raw: &BTreeMap<String, RawLimit>,
+    entries: &BTreeMap<String, figment::value::Value>,
     figment: &Figment,
     problems: &mut Vec<Problem>,
 ) -> BTreeMap<String, Limit> {
     let names = Operation::ALL.map(|o| o.name()).join(", ");
-    for key in raw.keys() {
+    let mut raw: BTreeMap<&str, RawLimit> = BTreeMap::new();
+    for key in entries.keys() {
+        if CAPACITY_KEYS.contains(&key.as_str()) {
+            continue;
+        }
         if !Operation::ALL.iter().any(|o| o.name() == key) {
             problems.push(Problem::new(
                 format!("limits.{key}"),
                 lookup(figment, &format!("limits.{key}")),
-                format!("unknown operation {key:?}; expected one of {names}"),
+                format!(
+                    "unknown operation {key:?}; expected one of {names}, or one of {}",
+                    CAPACITY_KEYS.join(", ")
+                ),
             ));
+            continue;
+        }
+        match figment.extract_inner::<RawLimit>(&format!("limits.{key}")) {
+            Ok(limit) => {
+                raw.insert(key, limit);
+            }
+            Err(e) => problems.extend(ConfigError::from_figment_at(e, figment, &format!("limits.{key}"))),
         }
     }
     let mut out = BTreeMap::new();

@@ -59,6 +59,9 @@ pub struct DaemonConfig {
     /// Keyed by operation name: every operation with a default or a configured limit.
     /// SendMessage and SendEvent map to the same limit (same [`Limit::bucket`]).
     pub limits: BTreeMap<String, Limit>,
+    /// `[limits]`' capacity keys: sessions, control connections, streams, body size,
+    /// client deadlines.
+    pub capacity: crate::daemon::Capacity,
     pub log: LogConfig,
     pub sessions: Vec<SessionSpec>,
     /// `[[consumers]]`: webhook and NATS consumers of the journal (secrets read).

@@ -43,8 +43,10 @@ pub struct RawConfig {
     pub http: RawHttp,
     #[serde(default)]
     pub journal: RawJournal,
+    /// Operations' `[limits.<Operation>]` tables and the capacity keys, each read on
+    /// its own (`limits::resolve`, `limits::capacity`) so errors name the full key.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub limits: BTreeMap<String, RawLimit>,
+    pub limits: BTreeMap<String, figment::value::Value>,
     #[serde(default)]
     pub log: RawLog,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

@@ -57,6 +57,13 @@ impl DaemonConfig {
                 format!("{}/s burst {}{shared}", l.rate, l.burst),
             );
         }
+        let cap = &self.capacity;
+        line("limits.max_sessions", cap.max_sessions.to_string());
+        line("limits.max_body", cap.max_body.to_string());
+        line("limits.max_connections", cap.max_connections.to_string());
+        line("limits.max_streams", cap.max_streams.to_string());
+        line("limits.header_timeout", display(cap.header_timeout));
+        line("limits.idle_timeout", display(cap.idle_timeout));
         for c in &self.consumers {
             let target = match &c.target {
                 crate::sink::consumer::TargetConfig::Webhook(w) => format!("POST {}", w.url),

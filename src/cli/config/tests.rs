@@ -302,3 +302,54 @@ fn example_file_loads() {
     }
     assert!(!summary.contains("tok\n"));
 }
+
+/// `[limits]` capacity keys: defaults, the file, the environment above it.
+#[test]
+fn capacity_keys() {
+    let s = Setup::new("region = \"us-east-1\"\n");
+    assert_eq!(s.load(&[]).unwrap().capacity, crate::daemon::Capacity::default());
+    let s = Setup::new(
+        r#"
+region = "us-east-1"
+[limits]
+max_sessions = 50
+max_body = 1048576
+max_connections = 8
+max_streams = 2
+header_timeout = "3s"
+idle_timeout = 20
+[limits.GetTranscript]
+rate = 4
+"#,
+    );
+    let c = s.load(&[]).unwrap();
+    let cap = &c.capacity;
+    assert_eq!(
+        (
+            cap.max_sessions,
+            cap.max_body,
+            cap.max_connections,
+            cap.max_streams
+        ),
+        (50, 1 << 20, 8, 2)
+    );
+    assert_eq!(cap.header_timeout, Duration::from_secs(3));
+    assert_eq!(cap.idle_timeout, Duration::from_secs(20));
+    assert_eq!(c.limits["GetTranscript"].rate, 4.0, "operations sit beside them");
+    let summary = c.summary();
+    for line in [
+        "limits.max_sessions: 50\n",
+        "limits.header_timeout: 3s\n",
+        "limits.idle_timeout: 20s\n",
+    ] {
+        assert!(summary.contains(line), "{line:?} in\n{summary}");
+    }
+    let env = [
+        ("CONNECT_CHATD_LIMITS__MAX_SESSIONS", "7"),
+        ("CONNECT_CHATD_LIMITS__IDLE_TIMEOUT", "2m"),
+    ];
+    let c = s.load(&env).unwrap();
+    assert_eq!(c.capacity.max_sessions, 7);
+    assert_eq!(c.capacity.idle_timeout, Duration::from_secs(120));
+    assert_eq!(c.capacity.max_streams, 2, "the file's value stays");
+}

@@ -355,3 +355,41 @@ fn missing_config_file() {
         ],
     );
 }
+
+#[test]
+fn bad_capacity() {
+    let s = Setup::new(&format!(
+        "{REGION}[limits]\nmax_sessions = 0\nmax_streams = \"many\"\nidle_timeout = -1\n"
+    ));
+    has(
+        &s.err(&[]),
+        &[
+            "limits.max_sessions (in ",
+            "must be at least 1",
+            "limits.max_streams (in ",
+            "expected u64",
+            "limits.idle_timeout (in ",
+        ],
+    );
+    let s = Setup::new(REGION);
+    has(
+        &s.err(&[("CONNECT_CHATD_LIMITS__HEADER_TIMEOUT", "soon")]),
+        &["limits.header_timeout (from environment variable CONNECT_CHATD_LIMITS__HEADER_TIMEOUT)"],
+    );
+    let s = Setup::new(&format!("{REGION}[limits]\nmax_sesions = 3\n"));
+    has(
+        &s.err(&[]),
+        &["limits.max_sesions (in ", "max_sessions, max_body"],
+    );
+    let s = Setup::new(&format!(
+        "{REGION}[limits]\nmax_sessions = 1\n[[sessions]]\nparticipant_token_file = \"chat.token\"\n\
+         [[sessions]]\nparticipant_token_file = \"chat.token\"\n"
+    ));
+    has(
+        &s.err(&[]),
+        &[
+            "limits.max_sessions (in ",
+            "2 sessions are configured, more than the 1 allowed",
+        ],
+    );
+}

@@ -68,7 +68,20 @@ pub(super) fn validate(
         p.push(Problem::new("log.level", lookup(fig, "log.level"), msg));
     }
     let limits = limits::resolve(&raw.limits, fig, p);
+    let capacity = limits::capacity(fig, p);
     let sessions = sessions(&raw, ctx, p);
+    if sessions.len() > capacity.max_sessions {
+        let msg = format!(
+            "{} sessions are configured, more than the {} allowed",
+            sessions.len(),
+            capacity.max_sessions
+        );
+        p.push(Problem::new(
+            "limits.max_sessions",
+            lookup(fig, "limits.max_sessions"),
+            msg,
+        ));
+    }
     let resolve = |f: &Path| resolve_secret(f, ctx);
     let files = super::consumers::Files {
         config_path: &ctx.config_path,
@@ -93,6 +106,7 @@ pub(super) fn validate(
             retention: raw.journal.retention.map_or(DEFAULT_RETENTION, |s| s.0),
         },
         limits,
+        capacity,
         log: LogConfig {
             format: raw.log.format.map(Into::into).unwrap_or_default(),
             level,
