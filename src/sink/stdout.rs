@@ -2,13 +2,29 @@
 //! `{"session": NAME, "item": {…}}`, for `journalctl`, `docker logs` and log shippers.
 //!
 //! Its position in the journal is durable (consumer `stdout`): a restarted daemon goes
-//! on after the last line it wrote. Lines are written in batches (everything ready,
-//! flushed when nothing more is waiting) and the position is saved after each flush,
-//! so a SIGKILL between the two repeats at most that batch on stdout (the journal
-//! itself never repeats an Item).
+//! on after the last line it wrote. Lines are written in batches — everything ready, at
+//! most 64 KiB (plus one line), in one `write` — and the position is saved after each
+//! batch is flushed. A SIGKILL between the write and the save leaves a batch on stdout
+//! that the journal does not know was written:
+//!
+//! * **stdout is a pipe** (`journalctl`, `docker logs`, `| jq`): what was written cannot
+//!   be read back, so the restarted daemon writes that batch again — at most one batch
+//!   (≤ 64 KiB of lines) repeated per kill; nothing is ever lost. The journal itself
+//!   never repeats an Item.
+//! * **stdout is a regular file** the daemon's writes go to the end of (`>> file`,
+//!   systemd `StandardOutput=append:…`, or a file whose write offset is at its end), on
+//!   Linux: exactly once. At start the daemon reads the file's last 256 KiB and
+//!   [`reconcile`]s it with the journal's entries after the saved position: entries whose
+//!   lines already end the file are counted as written (the position moves past them),
+//!   and a torn last line (a kill in the middle of a write) that begins the next
+//!   expected line is completed with the rest of it. Bytes at the end that are not its
+//!   own lines (another writer, a rotated file) leave the position where it was: then
+//!   the pipe's at-least-once applies, and a torn foreign line is ended with `\n` so
+//!   the next line stays a line of its own. The file must hold only stdout: logs (on
+//!   stderr) interleaved in the same file defeat the match.
 
 use super::feed::{self, Start};
-use crate::journal::{Journal, JournalEntry};
+use crate::journal::{Journal, JournalEntry, Seq};
 use crate::sink::SinkError;
 use std::sync::Arc;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
@@ -16,8 +32,15 @@ use tokio::io::{AsyncWrite, AsyncWriteExt};
 /// The consumer's name in the journal.
 pub const CONSUMER: &str = "stdout";
 
-/// Bytes gathered before they are written without waiting for the batch to end.
+/// Bytes gathered before a batch is written (and the position saved) without waiting
+/// for more: bounds what a kill can leave unsaved.
 const WRITE_AT: usize = 64 * 1024;
+
+/// How much of the end of a regular file on stdout is read back at start.
+const TAIL: u64 = 256 * 1024;
+
+/// Entries after the saved position compared with that tail, at most.
+const RECONCILE_ENTRIES: usize = 4096;
 
 /// One line for `entry`.
 pub fn line(entry: &JournalEntry, out: &mut Vec<u8>) {
@@ -32,12 +55,152 @@ pub fn line(entry: &JournalEntry, out: &mut Vec<u8>) {
     out.extend_from_slice(b"}\n");
 }
 
+/// What the end of the output says about the lines expected after the saved position.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reconciled {
+    /// How many of the expected lines are in the output, whole, once `write_first` is
+    /// written: the position moves past that many entries.
+    pub done: usize,
+    /// Bytes to write before anything else: the rest of a torn last line that begins
+    /// the next expected line (it then counts in `done`), or `\n` to end a torn line
+    /// that is not one of them; empty when the output ends with a whole line.
+    pub write_first: Vec<u8>,
+}
+
+/// Compares the end of the output (`tail`, starting at a line boundary: the whole file,
+/// or its last bytes after their first `\n`) with `expected`, the lines (each ending
+/// with `\n`) of the entries after the saved position, in order.
+///
+/// The expected lines already written are the first `k` of them when they are exactly
+/// the output's last whole lines; after them, a torn line (bytes after the last `\n`)
+/// that is a prefix of line `k` is completed. Lines are unique (each holds its
+/// session and Item), so the output's last whole line names the only possible `k`.
+pub fn reconcile(tail: &[u8], expected: &[Vec<u8>]) -> Reconciled {
+    let (whole, torn) = match memchr::memrchr(b'\n', tail) {
+        Some(i) => tail.split_at(i + 1),
+        None => (&tail[..0], tail),
+    };
+    let mut done = 0;
+    if let Some((_, before)) = whole.split_last() {
+        let last = &whole[memchr::memrchr(b'\n', before).map_or(0, |i| i + 1)..];
+        if let Some(j) = expected.iter().position(|l| l.as_slice() == last) {
+            let len: usize = expected[..=j].iter().map(Vec::len).sum();
+            if let Some(start) = whole.len().checked_sub(len) {
+                let at_boundary = start == 0 || whole[start - 1] == b'\n';
+                let mut rest = &whole[start..];
+                let same = expected[..=j]
+                    .iter()
+                    .all(|l| match rest.strip_prefix(l.as_slice()) {
+                        Some(r) => {
+                            rest = r;
+                            true
+                        }
+                        None => false,
+                    });
+                if at_boundary && same {
+                    done = j + 1;
+                }
+            }
+        }
+    }
+    if torn.is_empty() {
+        return Reconciled {
+            done,
+            write_first: Vec::new(),
+        };
+    }
+    match expected.get(done) {
+        Some(next) if next.starts_with(torn) => Reconciled {
+            done: done + 1,
+            write_first: next[torn.len()..].to_vec(),
+        },
+        _ => Reconciled {
+            done,
+            write_first: b"\n".to_vec(),
+        },
+    }
+}
+
+/// The end of the regular file on the process's stdout — at most its last 256 KiB,
+/// from a line boundary — if stdout is one and the next write goes to its end (opened
+/// for appending, or written up to its end). `None` otherwise (a pipe, a terminal,
+/// `/dev/null`, not Linux, or the file cannot be read back).
+pub fn end_of_stdout() -> Option<Vec<u8>> {
+    use std::io::Seek;
+    use std::os::unix::fs::FileExt;
+    let meta = std::fs::metadata("/proc/self/fd/1").ok()?;
+    if !meta.is_file() {
+        return None;
+    }
+    // The write offset of fd 1 (shared by the duplicate, which is only asked, not moved).
+    // SAFETY: fd 1 is open for the process's lifetime (the metadata above resolved it).
+    let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(1) };
+    let mut dup = std::fs::File::from(fd.try_clone_to_owned().ok()?);
+    let offset = dup.stream_position().ok()?;
+    let file = std::fs::File::open("/proc/self/fd/1").ok()?;
+    let len = file.metadata().ok()?.len();
+    if offset != len && !stdout_appends() {
+        return None;
+    }
+    let from = len.saturating_sub(TAIL);
+    let mut tail = vec![0; (len - from) as usize];
+    file.read_exact_at(&mut tail, from).ok()?;
+    if from > 0 {
+        // Begin at a line boundary.
+        let first = memchr::memchr(b'\n', &tail).map_or(tail.len(), |i| i + 1);
+        tail.drain(..first);
+    }
+    Some(tail)
+}
+
+/// Whether fd 1 was opened with `O_APPEND` (from `/proc/self/fdinfo/1`).
+fn stdout_appends() -> bool {
+    const O_APPEND: u32 = if cfg!(any(
+        target_arch = "mips",
+        target_arch = "mips64",
+        target_arch = "sparc",
+        target_arch = "sparc64"
+    )) {
+        0o10
+    } else {
+        0o2000
+    };
+    let Ok(info) = std::fs::read_to_string("/proc/self/fdinfo/1") else {
+        return false;
+    };
+    info.lines()
+        .find_map(|l| l.strip_prefix("flags:"))
+        .and_then(|f| u32::from_str_radix(f.trim(), 8).ok())
+        .is_some_and(|flags| flags & O_APPEND != 0)
+}
+
+/// Writes every journalled Item after the consumer's position to the process's stdout
+/// (reconciled with its end first when it is a regular file), then follows the journal
+/// until stdout is closed or `stop` is set; see [`run_to`].
+pub async fn run(
+    journal: Journal,
+    out: tokio::io::Stdout,
+    stop: tokio::sync::watch::Receiver<bool>,
+) -> Result<(), SinkError> {
+    let end = tokio::task::spawn_blocking(end_of_stdout)
+        .await
+        .unwrap_or_default();
+    run_to(journal, out, end, stop).await
+}
+
+fn journal_error(e: crate::journal::JournalError) -> SinkError {
+    SinkError::Io(std::io::Error::other(e.to_string()))
+}
+
 /// Writes every journalled Item after the consumer's position to `out`, then follows
 /// the journal until `out` is closed or `stop` is set; then it writes what is
-/// committed by that moment and returns.
-pub async fn run<W: AsyncWrite + Unpin>(
+/// committed by that moment and returns. With `end` (the last bytes `out` holds, from
+/// a line boundary), the lines after the position that `out` already holds are not
+/// written again.
+pub async fn run_to<W: AsyncWrite + Unpin>(
     journal: Journal,
     mut out: W,
+    end: Option<Vec<u8>>,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) -> Result<(), SinkError> {
     let position = {
@@ -45,14 +208,18 @@ pub async fn run<W: AsyncWrite + Unpin>(
         tokio::task::spawn_blocking(move || j.position(CONSUMER))
             .await
             .expect("the journal read does not panic")
-            .map_err(|e| SinkError::Io(std::io::Error::other(e.to_string())))?
+            .map_err(journal_error)?
+    };
+    let position = match end {
+        Some(end) => settle(&journal, &mut out, position, end).await?,
+        None => position,
     };
     let from = position.map_or(Start::Start, Start::After);
     let mut entries = feed::follow(journal.clone(), None, from);
     let mut buf = Vec::with_capacity(WRITE_AT + 16 * 1024);
     // Once stopping: the last committed entry, where this consumer ends.
-    let mut until: Option<Option<crate::journal::Seq>> = None;
-    let mut written: Option<crate::journal::Seq> = position;
+    let mut until: Option<Option<Seq>> = None;
+    let mut written: Option<Seq> = position;
     loop {
         if let Some(target) = until {
             if target.is_none_or(|t| written.is_some_and(|w| w >= t)) {
@@ -69,19 +236,18 @@ pub async fn run<W: AsyncWrite + Unpin>(
                 let last = tokio::task::spawn_blocking(move || j.last_seq())
                     .await
                     .expect("the journal read does not panic")
-                    .map_err(|e| SinkError::Io(std::io::Error::other(e.to_string())))?;
+                    .map_err(journal_error)?;
                 until = Some(last);
                 continue;
             }
         };
+        // One batch: everything ready, up to WRITE_AT, in one write; then its position.
         let mut last: Arc<JournalEntry> = first;
         line(&last, &mut buf);
-        while let Ok(next) = entries.try_recv() {
+        while buf.len() < WRITE_AT {
+            let Ok(next) = entries.try_recv() else { break };
             line(&next, &mut buf);
             last = next;
-            if buf.len() >= WRITE_AT {
-                write(&mut out, &mut buf).await?;
-            }
         }
         write(&mut out, &mut buf).await?;
         out.flush().await.map_err(classify)?;
@@ -90,6 +256,51 @@ pub async fn run<W: AsyncWrite + Unpin>(
             tracing::warn!(error = %e, "cannot save the stdout consumer's position");
         }
     }
+}
+
+/// Reconciles `end` (what the output ends with) with the entries after `position`:
+/// completes a torn line, and returns the position past the lines already written
+/// (saved, so the next start need not look again).
+async fn settle<W: AsyncWrite + Unpin>(
+    journal: &Journal,
+    out: &mut W,
+    position: Option<Seq>,
+    end: Vec<u8>,
+) -> Result<Option<Seq>, SinkError> {
+    let j = journal.clone();
+    let after = tokio::task::spawn_blocking(move || j.entries_after(position, None, RECONCILE_ENTRIES))
+        .await
+        .expect("the journal read does not panic")
+        .map_err(journal_error)?;
+    // Only lines that can be within the tail (and one more, which may be torn).
+    let mut expected = Vec::new();
+    let mut total = 0;
+    for entry in &after {
+        if total > end.len() {
+            break;
+        }
+        let mut l = Vec::new();
+        line(entry, &mut l);
+        total += l.len();
+        expected.push(l);
+    }
+    let r = reconcile(&end, &expected);
+    if !r.write_first.is_empty() {
+        out.write_all(&r.write_first).await.map_err(classify)?;
+        out.flush().await.map_err(classify)?;
+    }
+    let Some(seq) = r.done.checked_sub(1).map(|i| after[i].seq) else {
+        return Ok(position);
+    };
+    tracing::info!(
+        lines = r.done,
+        completed_torn_line = !r.write_first.is_empty(),
+        "stdout already held the lines after its saved position; going on after them"
+    );
+    if let Err(e) = journal.set_position(CONSUMER, seq).await {
+        tracing::warn!(error = %e, "cannot save the stdout consumer's position");
+    }
+    Ok(Some(seq))
 }
 
 async fn write<W: AsyncWrite + Unpin>(out: &mut W, buf: &mut Vec<u8>) -> Result<(), SinkError> {
@@ -102,5 +313,226 @@ fn classify(e: std::io::Error) -> SinkError {
     match e.kind() {
         std::io::ErrorKind::BrokenPipe => SinkError::Closed,
         _ => SinkError::Io(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::model::{ChatItemType, Item};
+    use crate::journal::JournalSettings;
+
+    fn entry(seq: Seq, session: &str, id: &str) -> JournalEntry {
+        JournalEntry {
+            seq,
+            session: session.into(),
+            item_id: Some(id.into()),
+            absolute_time: None,
+            json: format!("{{\"Id\":\"{id}\",\"Content\":\"text of {id}\"}}").into(),
+        }
+    }
+
+    fn lines(entries: &[JournalEntry]) -> Vec<Vec<u8>> {
+        entries
+            .iter()
+            .map(|e| {
+                let mut l = Vec::new();
+                line(e, &mut l);
+                l
+            })
+            .collect()
+    }
+
+    /// Lines `a`..`f` of two sessions: `a`, `b` saved; `c`..`f` expected.
+    fn fixture() -> (Vec<u8>, Vec<Vec<u8>>) {
+        let all: Vec<_> = ["a", "b", "c", "d", "e", "f"]
+            .iter()
+            .enumerate()
+            .map(|(i, id)| entry(i as Seq + 1, if i % 2 == 0 { "s" } else { "t" }, id))
+            .collect();
+        let all = lines(&all);
+        (all[..2].concat(), all[2..].to_vec())
+    }
+
+    fn nothing(done: usize) -> Reconciled {
+        Reconciled {
+            done,
+            write_first: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_whole_batch_written_before_the_kill_is_not_written_again() {
+        let (saved, expected) = fixture();
+        let file = [saved.clone(), expected.concat()].concat();
+        assert_eq!(reconcile(&file, &expected), nothing(4));
+        // The file's start need not be in the tail.
+        assert_eq!(reconcile(&expected.concat(), &expected), nothing(4));
+    }
+
+    #[test]
+    fn part_of_a_batch_counts_up_to_its_last_whole_line() {
+        let (saved, expected) = fixture();
+        let file = [saved.clone(), expected[..2].concat()].concat();
+        assert_eq!(reconcile(&file, &expected), nothing(2));
+        let file = [saved, expected[..1].concat()].concat();
+        assert_eq!(reconcile(&file, &expected), nothing(1));
+    }
+
+    #[test]
+    fn a_torn_line_is_completed() {
+        let (saved, expected) = fixture();
+        let cut = 7;
+        let file = [saved.clone(), expected[0].clone(), expected[1][..cut].to_vec()].concat();
+        assert_eq!(
+            reconcile(&file, &expected),
+            Reconciled {
+                done: 2,
+                write_first: expected[1][cut..].to_vec(),
+            }
+        );
+        // Torn in the first line of the batch, even in its first byte.
+        let file = [saved.clone(), expected[0][..1].to_vec()].concat();
+        assert_eq!(
+            reconcile(&file, &expected),
+            Reconciled {
+                done: 1,
+                write_first: expected[0][1..].to_vec(),
+            }
+        );
+        // Everything but the newline.
+        let last = expected[3].len() - 1;
+        let file = [expected[..3].concat(), expected[3][..last].to_vec()].concat();
+        assert_eq!(
+            reconcile(&file, &expected),
+            Reconciled {
+                done: 4,
+                write_first: b"\n".to_vec(),
+            }
+        );
+    }
+
+    #[test]
+    fn no_match_leaves_the_position_where_it_was() {
+        let (saved, expected) = fixture();
+        // Only the saved lines: the kill came after the save.
+        assert_eq!(reconcile(&saved, &expected), nothing(0));
+        assert_eq!(reconcile(b"", &expected), nothing(0));
+        assert_eq!(reconcile(&saved, &[]), nothing(0));
+        // A later line without the ones before it (a gap: not what a kill leaves).
+        let file = [saved.clone(), expected[1].clone()].concat();
+        assert_eq!(reconcile(&file, &expected), nothing(0));
+        // Expected lines, then something else after them.
+        let file = [saved, expected[0].clone(), b"{\"log\":1}\n".to_vec()].concat();
+        assert_eq!(reconcile(&file, &expected), nothing(0));
+    }
+
+    #[test]
+    fn an_unrelated_file_is_only_given_a_line_break() {
+        let (_, expected) = fixture();
+        assert_eq!(reconcile(b"hello\nworld\n", &expected), nothing(0));
+        assert_eq!(
+            reconcile(b"hello\nwor", &expected),
+            Reconciled {
+                done: 0,
+                write_first: b"\n".to_vec(),
+            }
+        );
+        // A line that ends like an expected one is not taken for it.
+        let mut file = b"xx".to_vec();
+        file.extend_from_slice(&expected[0]);
+        assert_eq!(reconcile(&file, &expected[..1]), nothing(0));
+    }
+
+    fn msg(id: &str, ms: u32) -> Item {
+        Item {
+            id: Some(id.into()),
+            item_type: Some(ChatItemType::Message),
+            absolute_time: Some(format!("2026-01-01T00:00:00.{ms:03}Z")),
+            content: Some(format!("text of {id}")),
+            ..Default::default()
+        }
+    }
+
+    /// The whole consumer against a journal: a batch written before a "kill" (its
+    /// position not saved), the next line torn; the restart completes it and goes on.
+    #[tokio::test]
+    async fn a_restart_on_a_file_repeats_and_loses_nothing() {
+        let tmp = tempfile::tempdir().unwrap();
+        let journal = Journal::open(tmp.path(), JournalSettings::default()).unwrap();
+        let items: Vec<Item> = (0..6).map(|i| msg(&format!("m{i}"), i)).collect();
+        let seqs = journal.append("s", items).await.unwrap();
+        let entries = journal.entries_after(None, None, 100).unwrap();
+        let all = lines(&entries);
+        journal.set_position(CONSUMER, seqs[1].unwrap()).await.unwrap();
+        // m0, m1 saved; m2, m3 written; m4 torn.
+        let before = [all[..4].concat(), all[4][..10].to_vec()].concat();
+        let (stop_tx, stop) = tokio::sync::watch::channel(false);
+        stop_tx.send(true).unwrap();
+        let mut out = Vec::new();
+        run_to(journal.clone(), &mut out, Some(before.clone()), stop)
+            .await
+            .unwrap();
+        assert_eq!([before, out].concat(), all.concat());
+        assert_eq!(journal.position(CONSUMER).unwrap(), seqs[5]);
+
+        // Without the file's end (a pipe), the same state repeats the unsaved lines.
+        journal.set_position(CONSUMER, seqs[1].unwrap()).await.unwrap();
+        let (stop_tx, stop) = tokio::sync::watch::channel(false);
+        stop_tx.send(true).unwrap();
+        let mut out = Vec::new();
+        run_to(journal.clone(), &mut out, None, stop).await.unwrap();
+        assert_eq!(out, all[2..].concat());
+    }
+
+    /// Records each write.
+    struct Writes(Vec<usize>);
+
+    impl AsyncWrite for Writes {
+        fn poll_write(
+            mut self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+            buf: &[u8],
+        ) -> std::task::Poll<std::io::Result<usize>> {
+            self.0.push(buf.len());
+            std::task::Poll::Ready(Ok(buf.len()))
+        }
+        fn poll_flush(
+            self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<std::io::Result<()>> {
+            std::task::Poll::Ready(Ok(()))
+        }
+        fn poll_shutdown(
+            self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<std::io::Result<()>> {
+            std::task::Poll::Ready(Ok(()))
+        }
+    }
+
+    /// A batch is one write of at most WRITE_AT plus a line, so a kill leaves at most
+    /// that much unsaved.
+    #[tokio::test]
+    async fn batches_are_single_bounded_writes() {
+        let tmp = tempfile::tempdir().unwrap();
+        let journal = Journal::open(tmp.path(), JournalSettings::default()).unwrap();
+        let items: Vec<Item> = (0..2000).map(|i| msg(&format!("m{i:04}"), i % 1000)).collect();
+        let mut total = 0;
+        for chunk in items.chunks(500) {
+            journal.append("s", chunk.to_vec()).await.unwrap();
+        }
+        for e in journal.entries_after(None, None, 10_000).unwrap() {
+            let mut l = Vec::new();
+            line(&e, &mut l);
+            total += l.len();
+        }
+        let (stop_tx, stop) = tokio::sync::watch::channel(false);
+        stop_tx.send(true).unwrap();
+        let mut out = Writes(Vec::new());
+        run_to(journal, &mut out, None, stop).await.unwrap();
+        assert_eq!(out.0.iter().sum::<usize>(), total);
+        assert!(out.0.len() > 1, "{:?}", out.0);
+        assert!(out.0.iter().all(|n| *n < WRITE_AT + 1024), "{:?}", out.0);
     }
 }
