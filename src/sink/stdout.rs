@@ -7,21 +7,25 @@
 //! batch is flushed. A SIGKILL between the write and the save leaves a batch on stdout
 //! that the journal does not know was written:
 //!
-//! * **stdout is a pipe** (`journalctl`, `docker logs`, `| jq`): what was written cannot
-//!   be read back, so the restarted daemon writes that batch again — at most one batch
-//!   (≤ 64 KiB of lines) repeated per kill; nothing is ever lost. The journal itself
-//!   never repeats an Item.
+//! * **stdout is a pipe or a socket** (systemd's `StandardOutput=journal`, `docker logs`,
+//!   `| jq`): what was written cannot be read back, so the restarted daemon writes that
+//!   batch again — at most one batch (64 KiB of lines and one line more) repeated per
+//!   kill; nothing is ever lost. The journal itself never repeats an Item.
 //! * **stdout is a regular file** the daemon's writes go to the end of (`>> file`,
-//!   systemd `StandardOutput=append:…`, or a file whose write offset is at its end), on
-//!   Linux: exactly once. At start the daemon reads the file's last 256 KiB and
+//!   systemd's `StandardOutput=append:…`, or a file whose write offset is at its end),
+//!   on Linux: exactly once. At start the daemon reads the file's last 256 KiB and
 //!   [`reconcile`]s it with the journal's entries after the saved position: entries whose
 //!   lines already end the file are counted as written (the position moves past them),
 //!   and a torn last line (a kill in the middle of a write) that begins the next
 //!   expected line is completed with the rest of it. Bytes at the end that are not its
-//!   own lines (another writer, a rotated file) leave the position where it was: then
-//!   the pipe's at-least-once applies, and a torn foreign line is ended with `\n` so
-//!   the next line stays a line of its own. The file must hold only stdout: logs (on
-//!   stderr) interleaved in the same file defeat the match.
+//!   own lines (another writer, a rotated or truncated file) leave the position where
+//!   it was — the pipe's at-least-once — and a torn foreign line is ended with `\n` so
+//!   the next line stays a line of its own. The file should hold stdout alone: a log
+//!   line written after the last batch defeats the match (with systemd set
+//!   `StandardError=journal`; `inherit` sends the logs to the same file).
+//!
+//! `tests/crash.rs` SIGKILLs the daemon at 30 random moments with stdout appended to a
+//! file and finds every Item there exactly once.
 
 use super::feed::{self, Start};
 use crate::journal::{Journal, JournalEntry, Seq};
@@ -127,7 +131,6 @@ pub fn reconcile(tail: &[u8], expected: &[Vec<u8>]) -> Reconciled {
 /// `/dev/null`, not Linux, or the file cannot be read back).
 pub fn end_of_stdout() -> Option<Vec<u8>> {
     use std::io::Seek;
-    use std::os::unix::fs::FileExt;
     let meta = std::fs::metadata("/proc/self/fd/1").ok()?;
     if !meta.is_file() {
         return None;
@@ -142,15 +145,22 @@ pub fn end_of_stdout() -> Option<Vec<u8>> {
     if offset != len && !stdout_appends() {
         return None;
     }
-    let from = len.saturating_sub(TAIL);
+    end_of(&file, len, TAIL).ok()
+}
+
+/// The last bytes (at most `at_most`) of the first `len` of `file`, from a line
+/// boundary: a partial line they would begin with is left out.
+fn end_of(file: &std::fs::File, len: u64, at_most: u64) -> std::io::Result<Vec<u8>> {
+    use std::os::unix::fs::FileExt;
+    // One byte before the window too: whether the window begins a line.
+    let from = len.saturating_sub(at_most + 1);
     let mut tail = vec![0; (len - from) as usize];
-    file.read_exact_at(&mut tail, from).ok()?;
-    if from > 0 {
-        // Begin at a line boundary.
+    file.read_exact_at(&mut tail, from)?;
+    if from > 0 || tail.len() as u64 > at_most {
         let first = memchr::memchr(b'\n', &tail).map_or(tail.len(), |i| i + 1);
         tail.drain(..first);
     }
-    Some(tail)
+    Ok(tail)
 }
 
 /// Whether fd 1 was opened with `O_APPEND` (from `/proc/self/fdinfo/1`).
@@ -442,6 +452,23 @@ mod tests {
         let mut file = b"xx".to_vec();
         file.extend_from_slice(&expected[0]);
         assert_eq!(reconcile(&file, &expected[..1]), nothing(0));
+    }
+
+    #[test]
+    fn the_end_of_a_file_is_read_from_a_line_boundary() {
+        use std::io::Write;
+        let mut file = tempfile::tempfile().unwrap();
+        assert_eq!(end_of(&file, 0, 8).unwrap(), b"");
+        file.write_all(b"one\ntwo\nthree\nfou").unwrap();
+        let end = |at_most| String::from_utf8(end_of(&file, 17, at_most).unwrap()).unwrap();
+        assert_eq!(end(100), "one\ntwo\nthree\nfou");
+        assert_eq!(end(17), "one\ntwo\nthree\nfou");
+        assert_eq!(end(13), "two\nthree\nfou", "the window begins a line");
+        assert_eq!(end(12), "three\nfou", "a partial first line is left out");
+        assert_eq!(end(3), "fou");
+        assert_eq!(end(2), "", "no line begins within the window");
+        // Only the first `len` bytes count.
+        assert_eq!(String::from_utf8(end_of(&file, 8, 5).unwrap()).unwrap(), "two\n");
     }
 
     fn msg(id: &str, ms: u32) -> Item {
