@@ -26,9 +26,6 @@ use tokio::time::Instant;
 pub const MAX_HEAD: usize = 64 * 1024;
 /// Most header fields in one request.
 pub const MAX_HEADERS: usize = 100;
-/// Connections over `max_connections` that are answered `503` at once; beyond these,
-/// an excess connection is closed without an answer.
-const REFUSALS: usize = 64;
 /// `Retry-After` of a refused connection, in seconds.
 const RETRY_CONNECTION: u32 = 1;
 
@@ -38,7 +35,9 @@ where
     L: axum::serve::Listener,
 {
     let permits = Arc::new(Semaphore::new(limits.max_connections));
-    let refusals = Arc::new(Semaphore::new(REFUSALS));
+    // As many excess connections again are answered `503` (each for at most
+    // `header_timeout`); beyond those, an excess connection is closed unanswered.
+    let refusals = Arc::new(Semaphore::new(limits.max_connections));
     // Every connection holds a sender: once all are dropped, the drain is over.
     let (open_tx, mut open_rx) = mpsc::channel::<()>(1);
     loop {

@@ -71,6 +71,17 @@ pub async fn start_daemon_with(
     sessions: Vec<ConfiguredSession>,
     consumers: Vec<connect_chatd::sink::consumer::ConsumerConfig>,
 ) -> Running {
+    start_daemon_within(emu, dir, sessions, consumers, Default::default()).await
+}
+
+/// [`start_daemon_with`] within `capacity` (`[limits]`).
+pub async fn start_daemon_within(
+    emu: &Emulator,
+    dir: &std::path::Path,
+    sessions: Vec<ConfiguredSession>,
+    consumers: Vec<connect_chatd::sink::consumer::ConsumerConfig>,
+    capacity: connect_chatd::daemon::Capacity,
+) -> Running {
     let journal = open_journal(dir);
     let opts = RunOptions {
         api: client(emu),
@@ -82,7 +93,7 @@ pub async fn start_daemon_with(
         http_listen: None,
         consumers,
         sessions,
-        capacity: Default::default(),
+        capacity,
     };
     let (ready_tx, ready_rx) = oneshot::channel();
     let (stop_tx, stop_rx) = oneshot::channel::<()>();
