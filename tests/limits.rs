@@ -318,3 +318,138 @@ async fn four_hundred_idle_connections_are_capped_then_closed() {
     assert!(got.contains("still there?"), "{got}");
     d.stop().await;
 }
+
+/// The `run` binary's resident memory, from `/proc`.
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmRSS")
+}
+
+fn fds_of(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd")).unwrap().count()
+}
+
+/// One request over the unix control socket, read to the end.
+async fn unix_get(sock: &std::path::Path, path: &str) -> String {
+    let mut c = tokio::net::UnixStream::connect(sock).await.unwrap();
+    c.write_all(format!("GET {path} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut out = String::new();
+    let _ = tokio::time::timeout(Duration::from_secs(20), c.read_to_string(&mut out)).await;
+    out
+}
+
+/// 20 SSE readers that never read while 20 000 Items arrive: the daemon's memory grows
+/// by a bounded amount (each reader is fed from the journal at its own pace, never
+/// buffered whole), stdout still gets every Item, and the descriptors come back once
+/// the readers go.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readers_that_never_read_cost_bounded_memory_and_slow_nothing() {
+    const ITEMS: usize = 20_000;
+    // `STALLED_READERS=0` gives the same run's baseline, for the README's figure.
+    let readers: usize = std::env::var("STALLED_READERS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20);
+    let emu = emulator(Timing::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("control.sock");
+    let chat = emu.create_chat("Busy");
+    let token = dir.path().join("chat.token");
+    std::fs::write(&token, chat.participant_token.expose()).unwrap();
+    let config = dir.path().join("connect-chatd.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "endpoint = \"{}\"\nstate_dir = \"{}\"\nstdout = true\n[control]\nlisten = \"unix:{}\"\n\
+             [log]\nlevel = \"warn\"\n[[sessions]]\nname = \"busy\"\nparticipant_token_file = \"{}\"\n",
+            emu.endpoint(),
+            dir.path().join("state").display(),
+            sock.display(),
+            token.display()
+        ),
+    )
+    .unwrap();
+    let stdout_path = dir.path().join("stdout.jsonl");
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_connect-chatd"))
+        .args(["run", "--config", config.to_str().unwrap()])
+        .env_remove("RUST_LOG")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::fs::File::create(&stdout_path).unwrap())
+        .stderr(std::fs::File::create(dir.path().join("daemon.log")).unwrap())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let pid = child.id().unwrap();
+    for _ in 0..800 {
+        if sock.exists() && unix_get(&sock, "/v1/sessions/busy").await.contains(r#""state":"live""#) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert!(unix_get(&sock, "/v1/sessions/busy").await.contains(r#""state":"live""#));
+    let (rss_before, fds_before) = (rss_kib(pid), fds_of(pid));
+
+    let mut stalled = Vec::new();
+    for _ in 0..readers {
+        let mut c = tokio::net::UnixStream::connect(&sock).await.unwrap();
+        c.write_all(b"GET /v1/items?from=start HTTP/1.1\r\nhost: x\r\n\r\n")
+            .await
+            .unwrap();
+        stalled.push(c); // and never read
+    }
+    let mut last = None;
+    for i in 0..ITEMS {
+        last = agent_says(&emu, &chat, &format!("message {i} {}", "x".repeat(100))).id;
+        if i % 1000 == 999 {
+            tokio::task::yield_now().await;
+        }
+    }
+    let last = last.unwrap();
+    let mut peak = 0;
+    let mut delivered = false;
+    for _ in 0..2400 {
+        peak = peak.max(rss_kib(pid));
+        if std::fs::read_to_string(&stdout_path).unwrap().contains(&last) {
+            delivered = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert!(delivered, "stdout got every Item while the readers stalled");
+    let lines = std::fs::read_to_string(&stdout_path).unwrap();
+    let messages = lines.lines().filter(|l| l.contains("\"message ")).count();
+    assert_eq!(messages, ITEMS, "each message once on stdout");
+    let rss_after = rss_kib(pid);
+    let growth = peak.max(rss_after).saturating_sub(rss_before);
+    eprintln!(
+        "{readers} stalled readers, {ITEMS} Items: RSS {rss_before} KiB -> peak {peak} KiB, after {rss_after} KiB \
+         (growth {growth} KiB, {} KiB per reader)",
+        growth / readers.max(1) as u64
+    );
+    // The Items alone are ~3.5 MiB of JSON a reader; buffering them per reader would
+    // cost 70 MiB and more.
+    assert!(growth < 48 * 1024, "RSS grew by {growth} KiB");
+
+    drop(stalled);
+    // The journal's read pool may keep up to 4 more connections open (two descriptors
+    // each: the database and its WAL); the readers' sockets all close.
+    let level = fds_before + 8;
+    let mut fds_after = fds_of(pid);
+    for _ in 0..400 {
+        fds_after = fds_of(pid);
+        if fds_after <= level {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    eprintln!("descriptors: {fds_before} before the readers, {fds_after} after");
+    assert!(fds_after <= level, "descriptors {fds_before} -> {fds_after}");
+    child.start_kill().unwrap();
+    let _ = child.wait().await;
+}

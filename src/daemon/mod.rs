@@ -253,7 +253,9 @@ impl Daemon {
         if let Some(view) = self.held_by(&fingerprint)? {
             return Ok((view, false));
         }
-        if self.at_capacity() {
+        // The configuration's sessions were counted against the limit when it was
+        // validated; only the API's wait for room.
+        if new.source == SessionSource::Api && self.at_capacity() {
             return Err(DaemonError::TooManySessions(self.capacity.max_sessions));
         }
         let name = match new.name {
