@@ -75,7 +75,10 @@ fn post_session(body: &[u8]) -> Vec<u8> {
     let mut r = head(
         "POST",
         "/v1/sessions",
-        &format!("content-type: application/json\r\ncontent-length: {}\r\n", body.len()),
+        &format!(
+            "content-type: application/json\r\ncontent-length: {}\r\n",
+            body.len()
+        ),
     )
     .into_bytes();
     r.extend_from_slice(body);
@@ -190,7 +193,9 @@ async fn stream_and_session_caps_answer_with_retry_after() {
 
     let open_stream = || async {
         let mut conn = TcpStream::connect(addr(&d)).await.unwrap();
-        conn.write_all(head("GET", "/v1/items", "").as_bytes()).await.unwrap();
+        conn.write_all(head("GET", "/v1/items", "").as_bytes())
+            .await
+            .unwrap();
         let answer = read_until(&mut conn, "\r\n\r\n").await;
         (conn, answer)
     };
@@ -199,7 +204,10 @@ async fn stream_and_session_caps_answer_with_retry_after() {
     let (_second, a) = open_stream().await;
     assert_eq!(status(&a), 200, "{a}");
     let mut third = TcpStream::connect(addr(&d)).await.unwrap();
-    third.write_all(head("GET", "/v1/items", "").as_bytes()).await.unwrap();
+    third
+        .write_all(head("GET", "/v1/items", "").as_bytes())
+        .await
+        .unwrap();
     let a = read_until(&mut third, "}}").await;
     assert_eq!(status(&a), 429, "{a}");
     assert!(a.contains(r#""code":"too_many_streams""#), "{a}");
@@ -268,8 +276,16 @@ async fn four_hundred_idle_connections_are_capped_then_closed() {
     let served = answers.iter().filter(|a| status(a) == 200).count();
     let refused: Vec<_> = answers.iter().filter(|a| status(a) == 503).collect();
     assert_eq!((served, refused.len()), (256, 144));
-    assert!(refused[0].contains(r#""code":"too_many_connections""#), "{}", refused[0]);
-    assert!(refused[0].to_ascii_lowercase().contains("retry-after: 1"), "{}", refused[0]);
+    assert!(
+        refused[0].contains(r#""code":"too_many_connections""#),
+        "{}",
+        refused[0]
+    );
+    assert!(
+        refused[0].to_ascii_lowercase().contains("retry-after: 1"),
+        "{}",
+        refused[0]
+    );
 
     // Idle past idle_timeout: the daemon closes every one of them.
     for c in &mut conns {
@@ -387,12 +403,18 @@ async fn readers_that_never_read_cost_bounded_memory_and_slow_nothing() {
         .unwrap();
     let pid = child.id().unwrap();
     for _ in 0..800 {
-        if sock.exists() && unix_get(&sock, "/v1/sessions/busy").await.contains(r#""state":"live""#) {
+        if sock.exists()
+            && unix_get(&sock, "/v1/sessions/busy")
+                .await
+                .contains(r#""state":"live""#)
+        {
             break;
         }
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
-    assert!(unix_get(&sock, "/v1/sessions/busy").await.contains(r#""state":"live""#));
+    assert!(unix_get(&sock, "/v1/sessions/busy")
+        .await
+        .contains(r#""state":"live""#));
     let (rss_before, fds_before) = (rss_kib(pid), fds_of(pid));
 
     let mut stalled = Vec::new();
