@@ -7,6 +7,7 @@
 //! * [`session`]: one chat — a supervisor whose Items are journalled;
 //! * [`control`]: the control API (sessions, SSE streams, probes);
 //! * [`outbound`]: its talking-back routes (messages, events, attachments, disconnect);
+//! * [`notify`]: systemd's `READY=1`, `STATUS=`, `WATCHDOG=1`, `STOPPING=1`;
 //! * [`server`]: HTTP/1.1 for both, within the [`Capacity`] limits;
 //! * [`run`]: putting it together until a shutdown.
 //!
@@ -15,6 +16,7 @@
 
 pub mod control;
 pub mod outbound;
+pub mod notify;
 pub mod receipts;
 pub mod run;
 pub mod server;

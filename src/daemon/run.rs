@@ -122,6 +122,7 @@ pub async fn run(
         opts.supervisor,
         opts.capacity.clone(),
     );
+    let configured: Vec<String> = opts.sessions.iter().map(|s| s.name.clone()).collect();
     let resumed = daemon.resume_all().await?;
     if resumed > 0 {
         tracing::info!(sessions = resumed, "resumed the sessions of the last run");
@@ -215,8 +216,11 @@ pub async fn run(
             ))
         }
     };
+    let notifier = tokio::spawn(super::notify::run(daemon.clone(), configured));
     shutdown.await;
     tracing::info!("shutting down: closing every session");
+    notifier.abort();
+    super::notify::stopping();
     let _ = stop_tx.send(true);
     purger.abort();
     daemon.shutdown().await;
