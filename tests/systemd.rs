@@ -93,8 +93,15 @@ async fn ready_status_watchdog_stopping() {
     let first_ping = at("WATCHDOG=1");
     let stopping = at("STOPPING=1");
     assert!(ready < first_ping, "the watchdog starts once ready: {messages:?}");
-    assert!(first_ping < stopping && live < stopping && ready < stopping, "{messages:?}");
-    assert_eq!(messages.last().map(String::as_str), Some("STOPPING=1"), "{messages:?}");
+    assert!(
+        first_ping < stopping && live < stopping && ready < stopping,
+        "{messages:?}"
+    );
+    assert_eq!(
+        messages.last().map(String::as_str),
+        Some("STOPPING=1"),
+        "{messages:?}"
+    );
     for m in &messages {
         assert!(
             m == "READY=1" || m == "WATCHDOG=1" || m == "STOPPING=1" || m.starts_with("STATUS="),

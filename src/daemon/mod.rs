@@ -15,8 +15,8 @@
 //! daemon is in [`crate::cli`].
 
 pub mod control;
-pub mod outbound;
 pub mod notify;
+pub mod outbound;
 pub mod receipts;
 pub mod run;
 pub mod server;
