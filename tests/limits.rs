@@ -383,21 +383,7 @@ async fn readers_that_never_read_cost_bounded_memory_and_slow_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let sock = dir.path().join("control.sock");
     let chat = emu.create_chat("Busy");
-    let token = dir.path().join("chat.token");
-    std::fs::write(&token, chat.participant_token.expose()).unwrap();
-    let config = dir.path().join("connect-chatd.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "endpoint = \"{}\"\nstate_dir = \"{}\"\nstdout = true\n[control]\nlisten = \"unix:{}\"\n\
-             [log]\nlevel = \"warn\"\n[[sessions]]\nname = \"busy\"\nparticipant_token_file = \"{}\"\n",
-            emu.endpoint(),
-            dir.path().join("state").display(),
-            sock.display(),
-            token.display()
-        ),
-    )
-    .unwrap();
+    let config = one_session_config(dir.path(), &emu, &chat, "busy", "stdout = true\n");
     let stdout_path = dir.path().join("stdout.jsonl");
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_connect-chatd"))
         .args(["run", "--config", config.to_str().unwrap()])

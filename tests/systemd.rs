@@ -20,21 +20,7 @@ async fn ready_status_watchdog_stopping() {
     let emu = emulator(Timing::default()).await;
     let chat = emu.create_chat("Notified");
     let dir = tempfile::tempdir().unwrap();
-    let token = dir.path().join("chat.token");
-    std::fs::write(&token, chat.participant_token.expose()).unwrap();
-    let config = dir.path().join("connect-chatd.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "endpoint = \"{}\"\nstate_dir = \"{}\"\n[control]\nlisten = \"unix:{}\"\n\
-             [[sessions]]\nname = \"chat-1\"\nparticipant_token_file = \"{}\"\n",
-            emu.endpoint(),
-            dir.path().join("state").display(),
-            dir.path().join("control.sock").display(),
-            token.display()
-        ),
-    )
-    .unwrap();
+    let config = common::daemon::one_session_config(dir.path(), &emu, &chat, "chat-1", "");
     let notify_path = dir.path().join("notify.sock");
     let notify = tokio::net::UnixDatagram::bind(&notify_path).unwrap();
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_connect-chatd"))

@@ -132,3 +132,31 @@ pub async fn eventually(what: &str, mut f: impl FnMut() -> bool) {
     }
     panic!("timed out waiting for {what}");
 }
+
+/// A configuration for the `run` binary in `dir`: the emulator, a unix control socket
+/// `dir/control.sock`, state in `dir/state`, `top` (top-level keys, before any table),
+/// and one session `name` following `chat`. Returns the file's path.
+pub fn one_session_config(
+    dir: &std::path::Path,
+    emu: &Emulator,
+    chat: &connect_chatd::emulator::CreatedChat,
+    name: &str,
+    top: &str,
+) -> std::path::PathBuf {
+    let token = dir.join(format!("{name}.token"));
+    std::fs::write(&token, chat.participant_token.expose()).unwrap();
+    let config = dir.join("connect-chatd.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "endpoint = \"{}\"\nstate_dir = \"{}\"\n{top}[control]\nlisten = \"unix:{}\"\n\
+             [[sessions]]\nname = \"{name}\"\nparticipant_token_file = \"{}\"\n",
+            emu.endpoint(),
+            dir.join("state").display(),
+            dir.join("control.sock").display(),
+            token.display()
+        ),
+    )
+    .unwrap();
+    config
+}
