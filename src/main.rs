@@ -34,12 +34,14 @@ fn main() -> ExitCode {
     };
     // The daemon's log settings come from its configuration, where the flags are the
     // top layer (only when given on the command line: the environment is a lower one).
+    let mut run_overrides = None;
     let daemon_config = match &cli.command {
         Command::Run(args) | Command::CheckConfig(args) => {
             let given = |id: &str| matches.value_source(id) == Some(ValueSource::CommandLine);
             let mut overrides = daemon::overrides(args);
             overrides.log_level = cli.log_level.clone().filter(|_| given("log_level"));
             overrides.log_format = given("log_format").then_some(cli.log_format);
+            run_overrides = Some(overrides.clone());
             match daemon::load(args, &overrides) {
                 Ok(cfg) => Some(cfg),
                 Err(code) => return exit::code(code),
@@ -73,7 +75,14 @@ fn main() -> ExitCode {
             Command::Connect(args) => connect(args).await,
             Command::Emulator(args) => emulator(args).await,
             Command::Demo(args) => demo(args.pace).await,
-            Command::Run(_) => daemon::run(daemon_config.expect("loaded above"), shutdown_signal()).await,
+            Command::Run(args) => {
+                let (path, overrides) = (
+                    args.config.clone(),
+                    run_overrides.clone().expect("run has overrides"),
+                );
+                let reload = move || connect_chatd::cli::config::load_from_process_env(&path, &overrides);
+                daemon::run(daemon_config.expect("loaded above"), reload, shutdown_signal()).await
+            }
             Command::CheckConfig(_) => daemon::check_config(daemon_config.as_ref().expect("loaded above")),
             Command::Sessions(args) => sessions::sessions(args).await,
             Command::Stream(args) => sessions::stream(args).await,

@@ -356,17 +356,6 @@ fn descriptors(pid: u32) -> (usize, usize) {
     (targets.len() - journal, journal)
 }
 
-/// One request over the unix control socket, read to the end.
-async fn unix_get(sock: &std::path::Path, path: &str) -> String {
-    let mut c = tokio::net::UnixStream::connect(sock).await.unwrap();
-    c.write_all(format!("GET {path} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n").as_bytes())
-        .await
-        .unwrap();
-    let mut out = String::new();
-    let _ = tokio::time::timeout(Duration::from_secs(20), c.read_to_string(&mut out)).await;
-    out
-}
-
 /// 20 SSE readers that never read while 20 000 Items arrive: the daemon's memory grows
 /// by a bounded amount (each reader is fed from the journal at its own pace, never
 /// buffered whole), stdout still gets every Item, and the descriptors come back once

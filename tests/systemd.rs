@@ -1,103 +1,210 @@
 //! The daemon under systemd's notification protocol: the `run` binary with a real unix
 //! datagram `NOTIFY_SOCKET` and `WATCHDOG_USEC`, against an in-process emulator. It
-//! says `READY=1` once its configured session has subscribed, then `STATUS=` lines and
-//! `WATCHDOG=1` pings at half the watchdog period, and `STOPPING=1` on SIGTERM before
-//! a clean exit.
+//! says `READY=1` once its configured sessions have subscribed, then `STATUS=` lines
+//! and `WATCHDOG=1` pings at half the watchdog period; a SIGHUP is `RELOADING=1` …
+//! `READY=1` (a configuration that does not load is refused and the old one stays; one
+//! that does adds and removes sessions without touching the others' sockets); SIGTERM
+//! is `STOPPING=1` and a clean exit.
 
 mod common;
 
+use common::daemon::unix_get;
 use common::*;
-use connect_chatd::emulator::Timing;
+use connect_chatd::emulator::{CreatedChat, Emulator, Timing};
+use std::path::Path;
 use std::process::Stdio;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 extern "C" {
     fn kill(pid: i32, sig: i32) -> i32;
 }
 
+/// Writes the configuration with these sessions (and `extra` at the top).
+fn write_config(dir: &Path, emu: &Emulator, sessions: &[(&str, &CreatedChat)], extra: &str) {
+    let mut toml = format!(
+        "endpoint = \"{}\"\nstate_dir = \"{}\"\n{extra}[control]\nlisten = \"unix:{}\"\n",
+        emu.endpoint(),
+        dir.join("state").display(),
+        dir.join("control.sock").display(),
+    );
+    for (name, chat) in sessions {
+        let token = dir.join(format!("{name}.token"));
+        std::fs::write(&token, chat.participant_token.expose()).unwrap();
+        toml.push_str(&format!(
+            "[[sessions]]\nname = \"{name}\"\nparticipant_token_file = \"{}\"\n",
+            token.display()
+        ));
+    }
+    std::fs::write(dir.join("connect-chatd.toml"), toml).unwrap();
+}
+
+/// Waits (real time, bounded) until `f` holds for the messages so far.
+async fn until(messages: &Mutex<Vec<String>>, what: &str, f: impl Fn(&[String]) -> bool) {
+    for _ in 0..600 {
+        if f(&messages.lock().unwrap()) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("timed out waiting for {what}: {:?}", messages.lock().unwrap());
+}
+
+fn count(m: &[String], what: &str) -> usize {
+    m.iter().filter(|x| *x == what).count()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn ready_status_watchdog_stopping() {
+async fn ready_status_watchdog_reload_stopping() {
     let emu = emulator(Timing::default()).await;
-    let chat = emu.create_chat("Notified");
+    let [one, two, three] = ["One", "Two", "Three"].map(|n| emu.create_chat(n));
     let dir = tempfile::tempdir().unwrap();
-    let config = common::daemon::one_session_config(dir.path(), &emu, &chat, "chat-1", "");
+    let sock = dir.path().join("control.sock");
+    write_config(dir.path(), &emu, &[("chat-1", &one), ("chat-2", &two)], "");
     let notify_path = dir.path().join("notify.sock");
     let notify = tokio::net::UnixDatagram::bind(&notify_path).unwrap();
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_connect-chatd"))
-        .args(["run", "--config", config.to_str().unwrap()])
+        .args([
+            "run",
+            "--config",
+            dir.path().join("connect-chatd.toml").to_str().unwrap(),
+        ])
         .env_remove("RUST_LOG")
         .env_remove("WATCHDOG_PID")
         .env("NOTIFY_SOCKET", &notify_path)
         .env("WATCHDOG_USEC", "1000000")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(std::fs::File::create(dir.path().join("daemon.log")).unwrap())
         .kill_on_drop(true)
         .spawn()
         .unwrap();
-
-    // Every message, in order, until the daemon has exited (or a generous bound).
-    let mut messages: Vec<String> = Vec::new();
-    let mut buf = vec![0u8; 4096];
-    let mut terminated = false;
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    while tokio::time::Instant::now() < deadline {
-        match tokio::time::timeout(Duration::from_millis(200), notify.recv(&mut buf)).await {
-            Ok(Ok(n)) => {
-                for line in String::from_utf8_lossy(&buf[..n]).lines() {
-                    messages.push(line.to_string());
-                }
+    let pid = child.id().unwrap() as i32;
+    let messages = Arc::new(Mutex::new(Vec::<String>::new()));
+    let collector = {
+        let messages = messages.clone();
+        tokio::spawn(async move {
+            let mut buf = vec![0u8; 4096];
+            while let Ok(n) = notify.recv(&mut buf).await {
+                let text = String::from_utf8_lossy(&buf[..n]).into_owned();
+                messages.lock().unwrap().extend(text.lines().map(str::to_string));
             }
-            Ok(Err(e)) => panic!("notify socket: {e}"),
-            Err(_) => {}
-        }
-        let pings = messages.iter().filter(|m| *m == "WATCHDOG=1").count();
-        if !terminated && pings >= 3 {
-            // SAFETY: a signal to our own child.
-            unsafe { kill(child.id().unwrap() as i32, 15) };
-            terminated = true;
-        }
-        if terminated {
-            if let Ok(Some(status)) = child.try_wait() {
-                assert_eq!(status.code(), Some(0), "a clean exit on SIGTERM");
+        })
+    };
+
+    until(&messages, "READY and two watchdog pings", |m| {
+        count(m, "READY=1") == 1 && count(m, "WATCHDOG=1") >= 2
+    })
+    .await;
+    until(&messages, "a status with both sessions live", |m| {
+        m.iter().any(|x| x.starts_with("STATUS=2 live"))
+    })
+    .await;
+    let upgrades = |chat: &CreatedChat| {
+        emu.stats()
+            .upgrades
+            .get(&chat.participant_id)
+            .copied()
+            .unwrap_or(0)
+    };
+    let two_upgrades = upgrades(&two);
+
+    // A configuration that no longer loads: refused, the running one stays.
+    std::fs::write(
+        dir.path().join("connect-chatd.toml"),
+        std::fs::read_to_string(dir.path().join("connect-chatd.toml")).unwrap() + "colour = \"red\"\n",
+    )
+    .unwrap();
+    // SAFETY: signals to our own child.
+    unsafe { kill(pid, 1) };
+    until(&messages, "RELOADING then READY again", |m| {
+        count(m, "RELOADING=1") == 1 && count(m, "READY=1") == 2
+    })
+    .await;
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "a bad configuration does not stop the daemon"
+    );
+    let list = unix_get(&sock, "/v1/sessions").await;
+    assert!(
+        list.contains(r#""name":"chat-1""#) && list.contains(r#""name":"chat-2""#),
+        "{list}"
+    );
+
+    // chat-1 leaves the file, chat-3 joins, chat-2 stays as it was; the level changes.
+    write_config(
+        dir.path(),
+        &emu,
+        &[("chat-2", &two), ("chat-3", &three)],
+        "[log]\nlevel = \"debug\"\n",
+    );
+    unsafe { kill(pid, 1) };
+    until(&messages, "the second reload", |m| {
+        count(m, "RELOADING=1") == 2 && count(m, "READY=1") == 3
+    })
+    .await;
+    for _ in 0..400 {
+        let list = unix_get(&sock, "/v1/sessions").await;
+        if !list.contains(r#""name":"chat-1""#) && open_sockets(&emu, &one.participant_id) == 0 {
+            let three_live = unix_get(&sock, "/v1/sessions/chat-3").await;
+            if three_live.contains(r#""state":"live""#) {
                 break;
             }
         }
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert!(terminated, "three watchdog pings within the bound: {messages:?}");
-    let at = |m: &str| {
-        messages
-            .iter()
-            .position(|x| x == m)
-            .unwrap_or_else(|| panic!("{m} missing from {messages:?}"))
-    };
-    let ready = at("READY=1");
-    let live = messages
-        .iter()
-        .position(|m| m.starts_with("STATUS=") && m.contains("1 live"))
-        .unwrap_or_else(|| panic!("no STATUS with the live session in {messages:?}"));
-    let first_ping = at("WATCHDOG=1");
-    let stopping = at("STOPPING=1");
-    assert!(ready < first_ping, "the watchdog starts once ready: {messages:?}");
-    assert!(
-        first_ping < stopping && live < stopping && ready < stopping,
-        "{messages:?}"
-    );
+    let three_view = unix_get(&sock, "/v1/sessions/chat-3").await;
+    assert!(three_view.contains(r#""state":"live""#), "{three_view}");
     assert_eq!(
-        messages.last().map(String::as_str),
-        Some("STOPPING=1"),
-        "{messages:?}"
+        open_sockets(&emu, &one.participant_id),
+        0,
+        "chat-1's socket closed"
     );
-    for m in &messages {
-        assert!(
-            m == "READY=1" || m == "WATCHDOG=1" || m == "STOPPING=1" || m.starts_with("STATUS="),
-            "unexpected {m:?}"
-        );
-    }
-    // The status line's shape.
     assert!(
-        messages[live].ends_with(" items") && messages[live].contains("; "),
-        "{}",
-        messages[live]
+        unix_get(&sock, "/v1/sessions/chat-1").await.contains("404"),
+        "chat-1 is no longer followed"
+    );
+    assert_eq!(upgrades(&two), two_upgrades, "chat-2 kept its socket");
+    assert_eq!(open_sockets(&emu, &two.participant_id), 1);
+    let log = std::fs::read_to_string(dir.path().join("daemon.log")).unwrap();
+    assert!(log.contains("reload refused"), "the refusal is logged");
+    assert!(log.contains("DEBUG"), "the new level is in force");
+
+    unsafe { kill(pid, 15) };
+    let status = tokio::time::timeout(Duration::from_secs(30), child.wait())
+        .await
+        .expect("the daemon stops on SIGTERM")
+        .unwrap();
+    assert_eq!(status.code(), Some(0), "a clean exit on SIGTERM");
+    until(&messages, "STOPPING", |m| {
+        m.last().map(String::as_str) == Some("STOPPING=1")
+    })
+    .await;
+    collector.abort();
+
+    let m = messages.lock().unwrap().clone();
+    let first = |what: &str| m.iter().position(|x| x == what).unwrap();
+    let readies: Vec<usize> = (0..m.len()).filter(|&i| m[i] == "READY=1").collect();
+    let reloads: Vec<usize> = (0..m.len()).filter(|&i| m[i] == "RELOADING=1").collect();
+    assert!(
+        readies[0] < first("WATCHDOG=1"),
+        "the watchdog starts once ready: {m:?}"
+    );
+    assert!(first("WATCHDOG=1") < reloads[0], "{m:?}");
+    assert!(
+        reloads[0] < readies[1] && readies[1] < reloads[1] && reloads[1] < readies[2],
+        "{m:?}"
+    );
+    assert!(readies[2] < first("STOPPING=1"), "{m:?}");
+    for x in &m {
+        let known = ["READY=1", "WATCHDOG=1", "STOPPING=1", "RELOADING=1"].contains(&x.as_str())
+            || x.starts_with("STATUS=")
+            || x.starts_with("MONOTONIC_USEC=");
+        assert!(known, "unexpected {x:?}");
+    }
+    let status_line = m.iter().find(|x| x.starts_with("STATUS=2 live")).unwrap();
+    assert!(
+        status_line.ends_with(" items") && status_line.contains("; "),
+        "{status_line}"
     );
 }

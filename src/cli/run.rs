@@ -50,17 +50,9 @@ pub fn rate_limiter(cfg: &DaemonConfig) -> RateLimiter {
     }))
 }
 
-/// Everything `run` needs, except the shutdown signal.
-pub fn options(cfg: &DaemonConfig) -> Result<RunOptions, StartError> {
-    let api = ApiClient::builder(cfg.endpoint.clone())
-        .rate_limiter(rate_limiter(cfg))
-        .build()
-        .map_err(|e| StartError::Config {
-            key: "endpoint".into(),
-            problem: e.to_string(),
-        })?;
-    let sessions = cfg
-        .sessions
+/// The configuration's sessions, their tokens read from their files.
+pub fn configured_sessions(cfg: &DaemonConfig) -> Result<Vec<ConfiguredSession>, StartError> {
+    cfg.sessions
         .iter()
         .enumerate()
         .map(|(i, s)| {
@@ -75,7 +67,19 @@ pub fn options(cfg: &DaemonConfig) -> Result<RunOptions, StartError> {
                 receipts: s.receipts,
             })
         })
-        .collect::<Result<Vec<_>, StartError>>()?;
+        .collect()
+}
+
+/// Everything `run` needs, except the shutdown signal.
+pub fn options(cfg: &DaemonConfig) -> Result<RunOptions, StartError> {
+    let api = ApiClient::builder(cfg.endpoint.clone())
+        .rate_limiter(rate_limiter(cfg))
+        .build()
+        .map_err(|e| StartError::Config {
+            key: "endpoint".into(),
+            problem: e.to_string(),
+        })?;
+    let sessions = configured_sessions(cfg)?;
     let (listen, bearer) = match &cfg.control.listen {
         ControlListen::Unix(p) => (Listen::Unix(p.clone()), None),
         ControlListen::Tcp(a) => {
@@ -106,6 +110,7 @@ pub fn options(cfg: &DaemonConfig) -> Result<RunOptions, StartError> {
         consumers: cfg.consumers.clone(),
         sessions,
         capacity: cfg.capacity.clone(),
+        reloads: None,
     })
 }
 
@@ -139,8 +144,17 @@ pub fn check_config(cfg: &DaemonConfig) -> u8 {
 /// `run`: the daemon, until `shutdown` resolves. Exit 0 after a clean shutdown, 78 for
 /// a file the configuration names that cannot be used, 1 when the journal cannot be
 /// opened or the control API cannot listen.
-pub async fn run(cfg: DaemonConfig, shutdown: impl std::future::Future<Output = ()>) -> u8 {
-    let opts = match options(&cfg) {
+///
+/// `reload` loads the configuration again; on each SIGHUP the sessions of what it gives
+/// are applied and `log.level` takes effect (other keys need a restart); a
+/// configuration that does not load is refused with an error in the log, and the
+/// running one stays.
+pub async fn run(
+    cfg: DaemonConfig,
+    reload: impl FnMut() -> Result<DaemonConfig, ConfigError> + Send + 'static,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> u8 {
+    let mut opts = match options(&cfg) {
         Ok(o) => o,
         Err(e @ StartError::Config { .. }) => {
             eprintln!("connect-chatd: {e}");
@@ -151,15 +165,63 @@ pub async fn run(cfg: DaemonConfig, shutdown: impl std::future::Future<Output = 
             return exit::FAILURE;
         }
     };
+    let (reload_tx, reload_rx) = tokio::sync::mpsc::channel(1);
+    opts.reloads = Some(reload_rx);
+    let hangups = tokio::spawn(on_hangup(reload, reload_tx));
     let result = crate::daemon::run::run(opts, shutdown, |bound, daemon| {
         tracing::info!(control = %bound, sessions = daemon.list().len(), "the daemon is ready");
     })
     .await;
+    hangups.abort();
     match result {
         Ok(()) => exit::OK,
         Err(e) => {
             eprintln!("connect-chatd: {e}");
             exit::FAILURE
+        }
+    }
+}
+
+/// On every SIGHUP: `RELOADING=1`, the configuration loaded again, its log level set
+/// and its sessions handed to the daemon (which says `READY=1` once applied); a
+/// configuration that does not load (or a token file that cannot be read) is logged
+/// and refused.
+async fn on_hangup(
+    mut reload: impl FnMut() -> Result<DaemonConfig, ConfigError>,
+    to_daemon: tokio::sync::mpsc::Sender<crate::daemon::reload::Reload>,
+) {
+    use crate::daemon::notify;
+    let Ok(mut hangups) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else {
+        tracing::warn!("cannot listen for SIGHUP: reloading is off");
+        return;
+    };
+    while hangups.recv().await.is_some() {
+        notify::reloading();
+        tracing::info!("SIGHUP: reloading the configuration");
+        let next = reload().map_err(|e| e.to_string()).and_then(|cfg| {
+            configured_sessions(&cfg)
+                .map(|s| (cfg, s))
+                .map_err(|e| e.to_string())
+        });
+        match next {
+            Ok((cfg, sessions)) => {
+                match crate::cli::logging::set_level(&cfg.log.level) {
+                    Ok(true) => tracing::info!(level = %cfg.log.level, "log level set"),
+                    Ok(false) => {}
+                    Err(e) => tracing::warn!(error = %e, "log level unchanged"),
+                }
+                if to_daemon
+                    .send(crate::daemon::reload::Reload { sessions })
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "reload refused: the running configuration stays in force");
+                notify::reloaded();
+            }
         }
     }
 }

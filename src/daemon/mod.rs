@@ -7,6 +7,7 @@
 //! * [`session`]: one chat — a supervisor whose Items are journalled;
 //! * [`control`]: the control API (sessions, SSE streams, probes);
 //! * [`outbound`]: its talking-back routes (messages, events, attachments, disconnect);
+//! * [`reload`]: a re-read configuration (SIGHUP) applied to the running sessions;
 //! * [`notify`]: systemd's `READY=1`, `STATUS=`, `WATCHDOG=1`, `STOPPING=1`;
 //! * [`server`]: HTTP/1.1 for both, within the [`Capacity`] limits;
 //! * [`run`]: putting it together until a shutdown.
@@ -18,6 +19,7 @@ pub mod control;
 pub mod notify;
 pub mod outbound;
 pub mod receipts;
+pub mod reload;
 pub mod run;
 pub mod server;
 pub mod session;

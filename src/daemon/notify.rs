@@ -7,6 +7,8 @@
 //! * `WATCHDOG=1` every half `WATCHDOG_USEC` once ready, and only while the runtime runs a new
 //!   task and the journal answers a read within that half: a stuck daemon stops
 //!   sending it and systemd kills it;
+//! * `RELOADING=1` when a SIGHUP's reload begins and `READY=1` once it is applied or
+//!   refused ([`reloading`], [`reloaded`]);
 //! * `STOPPING=1` when shutdown begins ([`stopping`]).
 
 use super::Daemon;
@@ -25,6 +27,28 @@ fn enabled() -> bool {
 fn send(state: &[sd_notify::NotifyState]) {
     if let Err(e) = sd_notify::notify(state) {
         tracing::warn!(error = %e, "cannot notify the service manager");
+    }
+}
+
+/// Whether the first `READY=1` has gone out (a reload during start-up must not say it
+/// early).
+static READY_SENT: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Sends `RELOADING=1` (with `MONOTONIC_USEC`, as `Type=notify-reload` wants).
+pub fn reloading() {
+    if enabled() {
+        let mut state = vec![sd_notify::NotifyState::Reloading];
+        if let Ok(now) = sd_notify::NotifyState::monotonic_usec_now() {
+            state.push(now);
+        }
+        send(&state);
+    }
+}
+
+/// Sends `READY=1` after a reload, if the daemon had said it once.
+pub fn reloaded() {
+    if enabled() && READY_SENT.load(std::sync::atomic::Ordering::Relaxed) {
+        send(&[sd_notify::NotifyState::Ready]);
     }
 }
 
@@ -88,6 +112,7 @@ pub async fn run(daemon: Arc<Daemon>, configured: Vec<String>) {
                 if !ready && daemon.is_ready() && configured.iter().all(|n| daemon.get(n).is_none_or(|v| started(v.state))) {
                     ready = true;
                     send(&[sd_notify::NotifyState::Ready]);
+                    READY_SENT.store(true, std::sync::atomic::Ordering::Relaxed);
                     tracing::info!("notified the service manager: ready");
                 }
                 let status = status_line(&daemon);

@@ -50,6 +50,8 @@ pub struct RunOptions {
     pub sessions: Vec<ConfiguredSession>,
     /// `[limits]`: sessions, control connections, streams, bodies, client deadlines.
     pub capacity: super::Capacity,
+    /// Re-read configurations (SIGHUP), applied as they come.
+    pub reloads: Option<tokio::sync::mpsc::Receiver<super::reload::Reload>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -111,7 +113,7 @@ impl std::fmt::Display for Listen {
 /// Runs until `shutdown` resolves. `on_ready` gets the control address once it
 /// listens and every configured session has started.
 pub async fn run(
-    opts: RunOptions,
+    mut opts: RunOptions,
     shutdown: impl Future<Output = ()>,
     on_ready: impl FnOnce(&Bound, &Arc<Daemon>),
 ) -> Result<(), RunError> {
@@ -123,6 +125,8 @@ pub async fn run(
         opts.capacity.clone(),
     );
     let configured: Vec<String> = opts.sessions.iter().map(|s| s.name.clone()).collect();
+    let mut current = opts.sessions.clone();
+    let mut reloads = opts.reloads.take();
     let resumed = daemon.resume_all().await?;
     if resumed > 0 {
         tracing::info!(sessions = resumed, "resumed the sessions of the last run");
@@ -217,7 +221,25 @@ pub async fn run(
         }
     };
     let notifier = tokio::spawn(super::notify::run(daemon.clone(), configured));
-    shutdown.await;
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let reload = async {
+            match reloads.as_mut() {
+                Some(r) => r.recv().await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            _ = &mut shutdown => break,
+            next = reload => match next {
+                Some(next) => {
+                    super::reload::apply(&daemon, &mut current, next.sessions).await;
+                    super::notify::reloaded();
+                }
+                None => reloads = None,
+            },
+        }
+    }
     tracing::info!("shutting down: closing every session");
     notifier.abort();
     super::notify::stopping();

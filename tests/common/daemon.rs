@@ -94,6 +94,7 @@ pub async fn start_daemon_within(
         consumers,
         sessions,
         capacity,
+        reloads: None,
     };
     let (ready_tx, ready_rx) = oneshot::channel();
     let (stop_tx, stop_rx) = oneshot::channel::<()>();
@@ -159,4 +160,22 @@ pub fn one_session_config(
     )
     .unwrap();
     config
+}
+
+/// One request over the unix control socket, read to the end.
+pub async fn unix_get(sock: &std::path::Path, path: &str) -> String {
+    let mut c = tokio::net::UnixStream::connect(sock).await.unwrap();
+    tokio::io::AsyncWriteExt::write_all(
+        &mut c,
+        format!("GET {path} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n").as_bytes(),
+    )
+    .await
+    .unwrap();
+    let mut out = String::new();
+    let _ = tokio::time::timeout(
+        Duration::from_secs(20),
+        tokio::io::AsyncReadExt::read_to_string(&mut c, &mut out),
+    )
+    .await;
+    out
 }
