@@ -252,6 +252,7 @@ async fn daemon_rate(emu: &Emulator, n: usize) -> DaemonBurst {
             receipts: false,
         }],
         capacity: Default::default(),
+        reloads: None,
     };
     let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
