@@ -252,6 +252,7 @@ async fn daemon_rate(emu: &Emulator, n: usize) -> DaemonBurst {
             receipts: false,
         }],
         capacity: Default::default(),
+        readyz_grace: connect_chatd::daemon::DEFAULT_READYZ_GRACE,
         reloads: None,
     };
     let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();

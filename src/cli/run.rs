@@ -110,6 +110,7 @@ pub fn options(cfg: &DaemonConfig) -> Result<RunOptions, StartError> {
         consumers: cfg.consumers.clone(),
         sessions,
         capacity: cfg.capacity.clone(),
+        readyz_grace: cfg.http.readyz_grace,
         reloads: None,
     })
 }

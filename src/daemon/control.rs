@@ -228,19 +228,20 @@ async fn healthz() -> Response {
     Json(serde_json::json!({"status": "ok"})).into_response()
 }
 
-/// 200 once the daemon is ready (control API listening, configured sessions started),
-/// 503 before that and once shutdown has begun.
+/// 200 once the daemon is ready (control API listening, every configured session
+/// subscribed) and no session has been connecting, subscribing or reconnecting for
+/// longer than `http.readyz_grace`; 503 before, meanwhile and once shutdown has begun.
 async fn readyz(State(daemon): State<AppState>) -> Response {
-    if daemon.is_ready() {
-        Json(serde_json::json!({"status": "ready"})).into_response()
-    } else {
-        ApiFailure::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "not_ready",
-            "the daemon is not ready",
-        )
-        .into_response()
-    }
+    use super::Readiness;
+    let message = match daemon.readiness() {
+        Readiness::Ready => return Json(serde_json::json!({"status": "ready"})).into_response(),
+        Readiness::Starting => "starting: the control API or a configured session is not up yet".to_string(),
+        Readiness::NotLive { sessions, grace } => {
+            format!("{sessions} session(s) not live for over {} s", grace.as_secs())
+        }
+        Readiness::Stopping => "shutting down".to_string(),
+    };
+    ApiFailure::new(StatusCode::SERVICE_UNAVAILABLE, "not_ready", message).into_response()
 }
 
 async fn list_sessions(State(daemon): State<AppState>) -> Response {

@@ -88,6 +88,23 @@ impl Default for Capacity {
     }
 }
 
+/// Default of `http.readyz_grace`.
+pub const DEFAULT_READYZ_GRACE: std::time::Duration = std::time::Duration::from_secs(120);
+
+/// What `/readyz` says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Readiness {
+    Ready,
+    /// Not yet listening, or a configured session has not subscribed yet.
+    Starting,
+    /// Sessions connecting, subscribing or reconnecting for longer than `grace`.
+    NotLive {
+        sessions: usize,
+        grace: std::time::Duration,
+    },
+    Stopping,
+}
+
 /// A session to add.
 #[derive(Debug, Clone)]
 pub struct NewSession {
@@ -136,6 +153,12 @@ pub struct Daemon {
     /// Set once the control API listens and every configured session has started.
     ready: std::sync::atomic::AtomicBool,
     capacity: Capacity,
+    /// The configuration's session names, for readiness.
+    configured: Mutex<Vec<String>>,
+    /// Latched by [`Daemon::has_started`].
+    started: std::sync::atomic::AtomicBool,
+    /// `/readyz` answers 503 while a session has not been live for longer than this.
+    readyz_grace: Mutex<std::time::Duration>,
     /// One permit per SSE stream that may open.
     streams: Arc<tokio::sync::Semaphore>,
 }
@@ -167,6 +190,9 @@ impl Daemon {
             adding: tokio::sync::Mutex::new(()),
             closing: std::sync::atomic::AtomicBool::new(false),
             ready: std::sync::atomic::AtomicBool::new(false),
+            configured: Mutex::new(Vec::new()),
+            started: std::sync::atomic::AtomicBool::new(false),
+            readyz_grace: Mutex::new(DEFAULT_READYZ_GRACE),
             streams: Arc::new(tokio::sync::Semaphore::new(capacity.max_streams)),
             capacity,
         })
@@ -205,6 +231,65 @@ impl Daemon {
 
     pub(crate) fn set_ready(&self) {
         self.ready.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// The configuration's sessions (at start and after each reload).
+    pub(crate) fn set_configured(&self, names: Vec<String>) {
+        *self.configured.lock().expect("configured lock") = names;
+    }
+
+    pub fn set_readyz_grace(&self, grace: std::time::Duration) {
+        *self.readyz_grace.lock().expect("grace lock") = grace;
+    }
+
+    /// Ready in systemd's sense: the control API listens and every configured session
+    /// has subscribed at least once (or finished).
+    /// Once true it stays true (until shutdown): later trouble is `/readyz`'s
+    /// [`Readiness::NotLive`], not a new start.
+    pub fn has_started(&self) -> bool {
+        use std::sync::atomic::Ordering::Relaxed;
+        if !self.is_ready() {
+            return false;
+        }
+        if self.started.load(Relaxed) {
+            return true;
+        }
+        let names = self.configured.lock().expect("configured lock").clone();
+        let sessions = self.sessions.lock().expect("sessions lock");
+        let all = names.iter().all(|n| match sessions.get(n) {
+            Some(Entry::Running(s)) => {
+                s.is_finished() || !matches!(s.view().state, "connecting" | "subscribing")
+            }
+            _ => true,
+        });
+        if all {
+            self.started.store(true, Relaxed);
+        }
+        all
+    }
+
+    /// What `/readyz` answers.
+    pub fn readiness(&self) -> Readiness {
+        if self.closing.load(std::sync::atomic::Ordering::Relaxed) {
+            return Readiness::Stopping;
+        }
+        if !self.has_started() {
+            return Readiness::Starting;
+        }
+        let grace = *self.readyz_grace.lock().expect("grace lock");
+        let sessions = self.sessions.lock().expect("sessions lock");
+        let stuck = sessions
+            .values()
+            .filter(|e| matches!(e, Entry::Running(s) if s.not_live_for().is_some_and(|d| d > grace)))
+            .count();
+        if stuck > 0 {
+            Readiness::NotLive {
+                sessions: stuck,
+                grace,
+            }
+        } else {
+            Readiness::Ready
+        }
     }
 
     pub fn journal(&self) -> &Journal {

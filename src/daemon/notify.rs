@@ -59,11 +59,6 @@ pub fn stopping() {
     }
 }
 
-/// The states that count as started for `READY=1`: subscribed at least once, or done.
-fn started(state: &str) -> bool {
-    !matches!(state, "connecting" | "subscribing")
-}
-
 /// The status line: sessions by state (in a fixed order), then the Items delivered.
 pub fn status_line(daemon: &Daemon) -> String {
     const ORDER: [&str; 9] = [
@@ -95,9 +90,10 @@ pub fn status_line(daemon: &Daemon) -> String {
     format!("{sessions}; {items} items")
 }
 
-/// Runs the notifications until the task is aborted: `READY=1` once `configured` have
-/// started, the status line, the watchdog. Does nothing without `NOTIFY_SOCKET`.
-pub async fn run(daemon: Arc<Daemon>, configured: Vec<String>) {
+/// Runs the notifications until the task is aborted: `READY=1` once the daemon has
+/// started ([`Daemon::has_started`]), the status line, the watchdog. Does nothing
+/// without `NOTIFY_SOCKET`.
+pub async fn run(daemon: Arc<Daemon>) {
     if !enabled() {
         return;
     }
@@ -109,7 +105,7 @@ pub async fn run(daemon: Arc<Daemon>, configured: Vec<String>) {
     loop {
         tokio::select! {
             _ = status_tick.tick() => {
-                if !ready && daemon.is_ready() && configured.iter().all(|n| daemon.get(n).is_none_or(|v| started(v.state))) {
+                if !ready && daemon.has_started() {
                     ready = true;
                     send(&[sd_notify::NotifyState::Ready]);
                     READY_SENT.store(true, std::sync::atomic::Ordering::Relaxed);

@@ -50,6 +50,8 @@ pub struct RunOptions {
     pub sessions: Vec<ConfiguredSession>,
     /// `[limits]`: sessions, control connections, streams, bodies, client deadlines.
     pub capacity: super::Capacity,
+    /// `http.readyz_grace`: `/readyz` is 503 while a session has not been live longer.
+    pub readyz_grace: std::time::Duration,
     /// Re-read configurations (SIGHUP), applied as they come.
     pub reloads: Option<tokio::sync::mpsc::Receiver<super::reload::Reload>>,
 }
@@ -124,7 +126,8 @@ pub async fn run(
         opts.supervisor,
         opts.capacity.clone(),
     );
-    let configured: Vec<String> = opts.sessions.iter().map(|s| s.name.clone()).collect();
+    daemon.set_configured(opts.sessions.iter().map(|s| s.name.clone()).collect());
+    daemon.set_readyz_grace(opts.readyz_grace);
     let mut current = opts.sessions.clone();
     let mut reloads = opts.reloads.take();
     let resumed = daemon.resume_all().await?;
@@ -220,7 +223,7 @@ pub async fn run(
             ))
         }
     };
-    let notifier = tokio::spawn(super::notify::run(daemon.clone(), configured));
+    let notifier = tokio::spawn(super::notify::run(daemon.clone()));
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
         let reload = async {
@@ -234,6 +237,7 @@ pub async fn run(
             next = reload => match next {
                 Some(next) => {
                     super::reload::apply(&daemon, &mut current, next.sessions).await;
+                    daemon.set_configured(current.iter().map(|s| s.name.clone()).collect());
                     super::notify::reloaded();
                 }
                 None => reloads = None,

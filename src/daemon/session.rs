@@ -85,6 +85,11 @@ pub fn state_name(state: &SessionState) -> &'static str {
     }
 }
 
+/// True for the states of a session that is not subscribed.
+fn waiting(state: &str) -> bool {
+    matches!(state, "connecting" | "subscribing" | "reconnecting")
+}
+
 /// What changes while a session runs, shared with the control API.
 #[derive(Debug)]
 pub struct Progress {
@@ -94,6 +99,9 @@ pub struct Progress {
     pub last_error: Option<String>,
     /// The supervisor's state while it runs (never a terminal one: see `finished`).
     pub state: &'static str,
+    /// Since when the session has been connecting, subscribing or reconnecting without
+    /// being subscribed in between (`None` while it is; for `/readyz`).
+    pub not_live_since: Option<tokio::time::Instant>,
     /// Set once the session has finished and its last Items are journalled: `ended`,
     /// `stopped` or `failed`.
     pub finished: Option<&'static str>,
@@ -109,6 +117,7 @@ impl Progress {
             last_item_at: None,
             last_error: None,
             state: "connecting",
+            not_live_since: Some(tokio::time::Instant::now()),
             finished: None,
             counters: Counters::default(),
         }
@@ -257,6 +266,15 @@ impl RunningSession {
         self.credentials.borrow().as_ref().map(|c| c.token.clone())
     }
 
+    /// How long the session has been connecting, subscribing or reconnecting; `None`
+    /// while it is subscribed (or finished).
+    pub fn not_live_for(&self) -> Option<std::time::Duration> {
+        let p = self.progress.lock().expect("progress lock");
+        p.not_live_since
+            .filter(|_| p.finished.is_none())
+            .map(|t| t.elapsed())
+    }
+
     pub fn is_finished(&self) -> bool {
         self.progress.lock().expect("progress lock").finished.is_some()
     }
@@ -349,7 +367,15 @@ impl Runner {
                         if matches!(s, "ended" | "stopped") {
                             continue;
                         }
-                        self.progress.lock().expect("progress lock").state = s;
+                        {
+                            let mut p = self.progress.lock().expect("progress lock");
+                            p.state = s;
+                            if !waiting(s) {
+                                p.not_live_since = None;
+                            } else if p.not_live_since.is_none() {
+                                p.not_live_since = Some(tokio::time::Instant::now());
+                            }
+                        }
                         if let Err(e) = Box::pin(self.journal.set_session_state(&self.name, s, None, false)).await {
                             tracing::warn!(session = %self.name, error = %e, "cannot record the session's state");
                         }

@@ -94,6 +94,7 @@ pub async fn start_daemon_within(
         consumers,
         sessions,
         capacity,
+        readyz_grace: connect_chatd::daemon::DEFAULT_READYZ_GRACE,
         reloads: None,
     };
     let (ready_tx, ready_rx) = oneshot::channel();

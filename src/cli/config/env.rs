@@ -38,7 +38,7 @@ enum Type {
 }
 
 /// The daemon keys that may come from the environment, with the type of their value.
-const KEYS: [(&str, Type); 21] = [
+const KEYS: [(&str, Type); 22] = [
     ("region", Type::Str),
     ("fips", Type::Bool),
     ("dual_stack", Type::Bool),
@@ -50,6 +50,7 @@ const KEYS: [(&str, Type); 21] = [
     ("control.token_file", Type::Str),
     ("control.allow_remote", Type::Bool),
     ("http.listen", Type::Str),
+    ("http.readyz_grace", Type::Str),
     ("journal.fsync", Type::Str),
     ("journal.retention", Type::Str),
     ("limits.max_sessions", Type::Int),

@@ -92,10 +92,22 @@ pub struct ControlConfig {
 pub use crate::daemon::run::Listen as ControlListen;
 
 /// Probes and metrics.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HttpConfig {
     /// `None` (the default): no HTTP listener.
     pub listen: Option<SocketAddr>,
+    /// `/readyz` is 503 while a session has been connecting, subscribing or
+    /// reconnecting for longer than this (default 2 minutes).
+    pub readyz_grace: Duration,
+}
+
+impl Default for HttpConfig {
+    fn default() -> HttpConfig {
+        HttpConfig {
+            listen: None,
+            readyz_grace: crate::daemon::DEFAULT_READYZ_GRACE,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

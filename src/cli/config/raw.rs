@@ -71,6 +71,8 @@ pub struct RawControl {
 pub struct RawHttp {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub listen: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub readyz_grace: Option<Seconds>,
 }
 
 /// How hard the journal pushes writes to disk: the journal's own setting.

@@ -38,6 +38,7 @@ impl DaemonConfig {
                 .listen
                 .map_or_else(|| "off".to_string(), |a| a.to_string()),
         );
+        line("http.readyz_grace", display(self.http.readyz_grace));
         line("journal.fsync", self.journal.fsync.as_str().to_string());
         line("journal.retention", display(self.journal.retention));
         let format = match self.log.format {

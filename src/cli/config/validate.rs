@@ -61,6 +61,10 @@ pub(super) fn validate(
                 None
             }
         }),
+        readyz_grace: raw
+            .http
+            .readyz_grace
+            .map_or(crate::daemon::DEFAULT_READYZ_GRACE, |s| s.0),
     };
     let level = raw.log.level.clone().unwrap_or_else(|| "info".into());
     if let Err(e) = tracing_subscriber::EnvFilter::try_new(&level) {
