@@ -52,6 +52,9 @@ pub struct RunOptions {
     pub capacity: super::Capacity,
     /// `http.readyz_grace`: `/readyz` is 503 while a session has not been live longer.
     pub readyz_grace: std::time::Duration,
+    /// The most a shutdown takes: past it the daemon exits anyway (what is not
+    /// journalled by then is read from the transcript at the next start).
+    pub shutdown_timeout: std::time::Duration,
     /// Re-read configurations (SIGHUP), applied as they come.
     pub reloads: Option<tokio::sync::mpsc::Receiver<super::reload::Reload>>,
 }
@@ -245,21 +248,32 @@ pub async fn run(
         }
     }
     tracing::info!("shutting down: closing every session");
+    let deadline = tokio::time::Instant::now() + opts.shutdown_timeout;
+    // Each step gets its own bound, and none goes past the deadline.
+    let bound = |d: std::time::Duration| deadline.min(tokio::time::Instant::now() + d);
     notifier.abort();
     super::notify::stopping();
     let _ = stop_tx.send(true);
     purger.abort();
-    daemon.shutdown().await;
+    if tokio::time::timeout_at(deadline, daemon.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            timeout = ?opts.shutdown_timeout,
+            "shutdown_timeout passed with sessions still closing; exiting anyway"
+        );
+    }
     // Open streams end with the server; give them a moment, not forever.
-    let _ = tokio::time::timeout(std::time::Duration::from_secs(2), server).await;
+    let _ = tokio::time::timeout_at(bound(std::time::Duration::from_secs(2)), server).await;
     if let Some(p) = probes {
-        let _ = tokio::time::timeout(std::time::Duration::from_secs(2), p).await;
+        let _ = tokio::time::timeout_at(bound(std::time::Duration::from_secs(2)), p).await;
     }
     if let Some(t) = stdout_task {
         // Everything committed is written before the daemon exits.
         let _ = stdout_stop.send(true);
         // ... unless nobody reads stdout: then the daemon still exits in bounded time.
-        match tokio::time::timeout(STDOUT_DRAIN, t).await {
+        match tokio::time::timeout_at(bound(STDOUT_DRAIN), t).await {
             Ok(Ok(Err(e))) => tracing::warn!(error = %e, "the stdout consumer stopped"),
             Ok(_) => {}
             Err(_) => tracing::warn!(
@@ -270,8 +284,9 @@ pub async fn run(
     // A consumer finishes the Item in flight (its position saved) and stops; the rest
     // waits in the journal for the next run.
     let _ = consumers_stop.send(true);
+    let until = bound(std::time::Duration::from_secs(5));
     for c in consumers {
-        let _ = tokio::time::timeout(std::time::Duration::from_secs(5), c).await;
+        let _ = tokio::time::timeout_at(until, c).await;
     }
     if let Listen::Unix(path) = &opts.listen {
         let _ = std::fs::remove_file(path);

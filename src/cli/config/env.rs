@@ -38,13 +38,14 @@ enum Type {
 }
 
 /// The daemon keys that may come from the environment, with the type of their value.
-const KEYS: [(&str, Type); 22] = [
+const KEYS: [(&str, Type); 23] = [
     ("region", Type::Str),
     ("fips", Type::Bool),
     ("dual_stack", Type::Bool),
     ("endpoint", Type::Str),
     ("state_dir", Type::Str),
     ("heartbeat_interval", Type::Str),
+    ("shutdown_timeout", Type::Str),
     ("stdout", Type::Bool),
     ("control.listen", Type::Str),
     ("control.token_file", Type::Str),

@@ -51,6 +51,9 @@ pub struct DaemonConfig {
     pub state_dir: PathBuf,
     /// Default 10 s.
     pub heartbeat_interval: Duration,
+    /// How long a SIGTERM's shutdown may take at most before the process exits anyway
+    /// (default 10 s).
+    pub shutdown_timeout: Duration,
     /// Whether the stdout consumer is on (default false).
     pub stdout: bool,
     pub control: ControlConfig,

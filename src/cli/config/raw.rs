@@ -19,6 +19,7 @@ pub const FLAGS_NAME: &str = "command line";
 pub const DEFAULT_STATE_DIR: &str = "/var/lib/connect-chatd";
 pub const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(10);
 pub const DEFAULT_RETENTION: Duration = Duration::from_secs(7 * 86400);
+pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(10);
 
 #[derive(Debug, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -35,6 +36,8 @@ pub struct RawConfig {
     pub state_dir: Option<PathBuf>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub heartbeat_interval: Option<Seconds>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shutdown_timeout: Option<Seconds>,
     #[serde(default)]
     pub stdout: bool,
     #[serde(default)]

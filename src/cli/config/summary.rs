@@ -24,6 +24,7 @@ impl DaemonConfig {
         line("endpoint", format!("{}{how}", self.endpoint.base()));
         line("state_dir", self.state_dir.display().to_string());
         line("heartbeat_interval", display(self.heartbeat_interval));
+        line("shutdown_timeout", display(self.shutdown_timeout));
         line("stdout", self.stdout.to_string());
         line("control.listen", self.control.listen.to_string());
         if let Some(t) = &self.control.token_file {

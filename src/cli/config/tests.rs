@@ -335,6 +335,7 @@ rate = 4
     );
     assert_eq!(cap.header_timeout, Duration::from_secs(3));
     assert_eq!(cap.idle_timeout, Duration::from_secs(20));
+    assert_eq!(c.shutdown_timeout, Duration::from_secs(10), "the default");
     assert_eq!(c.limits["GetTranscript"].rate, 4.0, "operations sit beside them");
     let summary = c.summary();
     for line in [
@@ -345,11 +346,13 @@ rate = 4
         assert!(summary.contains(line), "{line:?} in\n{summary}");
     }
     let env = [
+        ("CONNECT_CHATD_SHUTDOWN_TIMEOUT", "3s"),
         ("CONNECT_CHATD_LIMITS__MAX_SESSIONS", "7"),
         ("CONNECT_CHATD_LIMITS__IDLE_TIMEOUT", "2m"),
     ];
     let c = s.load(&env).unwrap();
     assert_eq!(c.capacity.max_sessions, 7);
+    assert_eq!(c.shutdown_timeout, Duration::from_secs(3));
     assert_eq!(c.capacity.idle_timeout, Duration::from_secs(120));
     assert_eq!(c.capacity.max_streams, 2, "the file's value stays");
 }

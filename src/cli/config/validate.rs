@@ -102,6 +102,9 @@ pub(super) fn validate(
         endpoint: endpoint.expect("no problems means an endpoint"),
         state_dir,
         heartbeat_interval: raw.heartbeat_interval.map_or(DEFAULT_HEARTBEAT, |s| s.0),
+        shutdown_timeout: raw
+            .shutdown_timeout
+            .map_or(super::raw::DEFAULT_SHUTDOWN_TIMEOUT, |s| s.0),
         stdout: raw.stdout,
         control,
         http,
