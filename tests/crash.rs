@@ -44,23 +44,8 @@ fn env_or(name: &str, default: u64) -> u64 {
 
 /// A configuration with these (name, chat) sessions and `stdout = true`; returns its path.
 fn write_config(dir: &Path, emu: &Emulator, chats: &[CreatedChat]) -> PathBuf {
-    let mut toml = format!(
-        "endpoint = \"{}\"\nstate_dir = \"{}\"\nstdout = true\n\n[control]\nlisten = \"unix:{}\"\n",
-        emu.endpoint(),
-        dir.join("state").display(),
-        dir.join("control.sock").display(),
-    );
-    for (name, chat) in NAMES.iter().zip(chats) {
-        let token = dir.join(format!("{name}.token"));
-        std::fs::write(&token, format!("{}\n", chat.participant_token.expose())).unwrap();
-        toml.push_str(&format!(
-            "\n[[sessions]]\nname = \"{name}\"\nparticipant_token_file = \"{}\"\n",
-            token.display()
-        ));
-    }
-    let path = dir.join("connect-chatd.toml");
-    std::fs::write(&path, toml).unwrap();
-    path
+    let sessions: Vec<(&str, &CreatedChat)> = NAMES.iter().copied().zip(chats).collect();
+    common::daemon::write_config(dir, emu, &sessions, "stdout = true\n")
 }
 
 fn append(path: &Path) -> std::fs::File {

@@ -45,23 +45,7 @@ async fn client(args: &[&str]) -> (i32, String, String) {
 
 /// A configuration with these (name, chat) sessions; returns its path.
 fn write_config(dir: &Path, emu: &Emulator, sessions: &[(&str, &CreatedChat)], stdout: bool) -> PathBuf {
-    let mut toml = format!(
-        "endpoint = \"{}\"\nstate_dir = \"{}\"\nstdout = {stdout}\n\n[control]\nlisten = \"unix:{}\"\n",
-        emu.endpoint(),
-        dir.join("state").display(),
-        dir.join("control.sock").display(),
-    );
-    for (name, chat) in sessions {
-        let token = dir.join(format!("{name}.token"));
-        std::fs::write(&token, format!("{}\n", chat.participant_token.expose())).unwrap();
-        toml.push_str(&format!(
-            "\n[[sessions]]\nname = \"{name}\"\nparticipant_token_file = \"{}\"\n",
-            token.display()
-        ));
-    }
-    let path = dir.join("connect-chatd.toml");
-    std::fs::write(&path, toml).unwrap();
-    path
+    common::daemon::write_config(dir, emu, sessions, &format!("stdout = {stdout}\n"))
 }
 
 fn start(config: &Path) -> Child {

@@ -372,7 +372,7 @@ async fn readers_that_never_read_cost_bounded_memory_and_slow_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let sock = dir.path().join("control.sock");
     let chat = emu.create_chat("Busy");
-    let config = one_session_config(dir.path(), &emu, &chat, "busy", "stdout = true\n");
+    let config = write_config(dir.path(), &emu, &[("busy", &chat)], "stdout = true\n");
     let stdout_path = dir.path().join("stdout.jsonl");
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_connect-chatd"))
         .args(["run", "--config", config.to_str().unwrap()])

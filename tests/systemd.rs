@@ -8,35 +8,15 @@
 
 mod common;
 
-use common::daemon::unix_get;
+use common::daemon::{unix_get, write_config};
 use common::*;
-use connect_chatd::emulator::{CreatedChat, Emulator, Timing};
-use std::path::Path;
+use connect_chatd::emulator::{CreatedChat, Timing};
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 extern "C" {
     fn kill(pid: i32, sig: i32) -> i32;
-}
-
-/// Writes the configuration with these sessions (and `extra` at the top).
-fn write_config(dir: &Path, emu: &Emulator, sessions: &[(&str, &CreatedChat)], extra: &str) {
-    let mut toml = format!(
-        "endpoint = \"{}\"\nstate_dir = \"{}\"\n{extra}[control]\nlisten = \"unix:{}\"\n",
-        emu.endpoint(),
-        dir.join("state").display(),
-        dir.join("control.sock").display(),
-    );
-    for (name, chat) in sessions {
-        let token = dir.join(format!("{name}.token"));
-        std::fs::write(&token, chat.participant_token.expose()).unwrap();
-        toml.push_str(&format!(
-            "[[sessions]]\nname = \"{name}\"\nparticipant_token_file = \"{}\"\n",
-            token.display()
-        ));
-    }
-    std::fs::write(dir.join("connect-chatd.toml"), toml).unwrap();
 }
 
 /// Waits (real time, bounded) until `f` holds for the messages so far.

@@ -137,31 +137,32 @@ pub async fn eventually(what: &str, mut f: impl FnMut() -> bool) {
 }
 
 /// A configuration for the `run` binary in `dir`: the emulator, a unix control socket
-/// `dir/control.sock`, state in `dir/state`, `top` (top-level keys, before any table),
-/// and one session `name` following `chat`. Returns the file's path.
-pub fn one_session_config(
+/// `dir/control.sock`, state in `dir/state`, `top` (top-level keys and tables, before
+/// `[control]`), and these (name, chat) sessions, each token in `dir/NAME.token`.
+/// Returns the file's path, `dir/connect-chatd.toml`.
+pub fn write_config(
     dir: &std::path::Path,
     emu: &Emulator,
-    chat: &connect_chatd::emulator::CreatedChat,
-    name: &str,
+    sessions: &[(&str, &connect_chatd::emulator::CreatedChat)],
     top: &str,
 ) -> std::path::PathBuf {
-    let token = dir.join(format!("{name}.token"));
-    std::fs::write(&token, chat.participant_token.expose()).unwrap();
-    let config = dir.join("connect-chatd.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "endpoint = \"{}\"\nstate_dir = \"{}\"\n{top}[control]\nlisten = \"unix:{}\"\n\
-             [[sessions]]\nname = \"{name}\"\nparticipant_token_file = \"{}\"\n",
-            emu.endpoint(),
-            dir.join("state").display(),
-            dir.join("control.sock").display(),
+    let mut toml = format!(
+        "endpoint = \"{}\"\nstate_dir = \"{}\"\n{top}\n[control]\nlisten = \"unix:{}\"\n",
+        emu.endpoint(),
+        dir.join("state").display(),
+        dir.join("control.sock").display(),
+    );
+    for (name, chat) in sessions {
+        let token = dir.join(format!("{name}.token"));
+        std::fs::write(&token, format!("{}\n", chat.participant_token.expose())).unwrap();
+        toml.push_str(&format!(
+            "\n[[sessions]]\nname = \"{name}\"\nparticipant_token_file = \"{}\"\n",
             token.display()
-        ),
-    )
-    .unwrap();
-    config
+        ));
+    }
+    let path = dir.join("connect-chatd.toml");
+    std::fs::write(&path, toml).unwrap();
+    path
 }
 
 /// One request over the unix control socket, read to the end.
