@@ -8,7 +8,7 @@
 //! * [`control`]: the control API (sessions, SSE streams, probes);
 //! * [`outbound`]: its talking-back routes (messages, events, attachments, disconnect);
 //! * [`reload`]: a re-read configuration (SIGHUP) applied to the running sessions;
-//! * [`notify`]: systemd's `READY=1`, `STATUS=`, `WATCHDOG=1`, `STOPPING=1`;
+//! * [`notify`]: systemd's `READY=1`, `STATUS=`, `WATCHDOG=1`, `RELOADING=1`, `STOPPING=1`;
 //! * [`server`]: HTTP/1.1 for both, within the [`Capacity`] limits;
 //! * [`run`]: putting it together until a shutdown.
 //!
@@ -150,7 +150,7 @@ pub struct Daemon {
     /// Serialises additions, so one token can never get two sessions.
     adding: tokio::sync::Mutex<()>,
     closing: std::sync::atomic::AtomicBool,
-    /// Set once the control API listens and every configured session has started.
+    /// Set once the control API listens (see [`Daemon::has_started`] for the sessions).
     ready: std::sync::atomic::AtomicBool,
     capacity: Capacity,
     /// The configuration's session names, for readiness.
