@@ -355,14 +355,7 @@ async fn random_sigkills_lose_and_repeat_nothing() {
         "stdout and the SSE reader never caught up (see {})",
         dir.display()
     );
-    let pid = daemon.id().unwrap() as i32;
-    // SAFETY: signalling our own child.
-    unsafe { libc_kill(pid, 15) };
-    let status = tokio::time::timeout(Duration::from_secs(30), daemon.wait())
-        .await
-        .expect("the daemon stops on SIGTERM")
-        .unwrap();
-    assert_eq!(status.code(), Some(0), "a clean exit on SIGTERM");
+    common::daemon::terminate(&mut daemon, Duration::from_secs(30)).await;
     reader.abort();
     check_database(&db).expect("the journal exists");
 
@@ -425,9 +418,4 @@ async fn random_sigkills_lose_and_repeat_nothing() {
     assert_eq!(stdout_repeats, 0, "lines repeated on stdout");
     assert_eq!(sse_repeats, 0, "events repeated on the SSE stream");
     assert!(total > 1000, "enough traffic: {total} Items");
-}
-
-extern "C" {
-    #[link_name = "kill"]
-    fn libc_kill(pid: i32, sig: i32) -> i32;
 }

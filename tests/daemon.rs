@@ -405,6 +405,18 @@ async fn a_restart_resumes_configured_sessions_and_drops_those_no_longer_configu
     d.stop().await;
 }
 
+/// Polls `/readyz` (25 ms apart, `tries` times) until it answers `want`: its body.
+async fn readyz_until(d: &Running, want: u16, tries: usize) -> Option<Value> {
+    for _ in 0..tries {
+        let (code, body) = d.call(reqwest::Method::GET, "/readyz", None).await;
+        if code == want {
+            return Some(body);
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    None
+}
+
 /// `/readyz`: 503 until the configured session has subscribed, 200 once it is live,
 /// 503 while it reconnects for longer than the grace, 200 again once it is back.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -421,16 +433,10 @@ async fn readyz_follows_the_sessions() {
     };
     let d = start_daemon(&emu, dir.path(), vec![session]).await;
     d.daemon.set_readyz_grace(Duration::from_millis(300));
-    let readyz = || async { d.call(reqwest::Method::GET, "/readyz", None).await };
-    let mut ok = false;
-    for _ in 0..400 {
-        if readyz().await.0 == 200 {
-            ok = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    assert!(ok, "ready once the session has subscribed");
+    assert!(
+        readyz_until(&d, 200, 400).await.is_some(),
+        "ready once the session has subscribed"
+    );
     eventually("the session is live", || state_of(&d.daemon, "watched") == "live").await;
 
     // The socket drops and reconnecting fails for a while.
@@ -440,16 +446,9 @@ async fn readyz_follows_the_sessions() {
         4,
     ));
     emu.drop_sockets(Some(&chat.participant_id));
-    let mut unready = None;
-    for _ in 0..400 {
-        let (code, body) = readyz().await;
-        if code == 503 {
-            unready = Some(body);
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    let body = unready.expect("503 while the session is not live beyond the grace");
+    let body = readyz_until(&d, 503, 400)
+        .await
+        .expect("503 while the session is not live beyond the grace");
     assert_eq!(body["error"]["code"], "not_ready");
     assert!(
         body["error"]["message"]
@@ -458,15 +457,10 @@ async fn readyz_follows_the_sessions() {
             .contains("1 session(s) not live"),
         "{body}"
     );
-    let mut back = false;
-    for _ in 0..1200 {
-        if readyz().await.0 == 200 {
-            back = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    assert!(back, "ready again once the session is back");
+    assert!(
+        readyz_until(&d, 200, 1200).await.is_some(),
+        "ready again once the session is back"
+    );
     eventually("the session is live again", || {
         state_of(&d.daemon, "watched") == "live"
     })

@@ -85,29 +85,13 @@ async fn until_state(dir: &Path, names: &[&str], state: &str) -> Value {
     panic!("{names:?} never {state}: {last}");
 }
 
-async fn terminate(mut child: Child) {
-    let pid = child.id().expect("running") as i32;
-    // SAFETY: sending a signal to our own child.
-    unsafe { libc_kill(pid, 15) };
-    let status = tokio::time::timeout(Duration::from_secs(20), child.wait())
-        .await
-        .expect("the daemon stops on SIGTERM")
-        .unwrap();
-    assert_eq!(status.code(), Some(0), "a clean exit on SIGTERM");
-}
-
-extern "C" {
-    #[link_name = "kill"]
-    fn libc_kill(pid: i32, sig: i32) -> i32;
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sessions_and_stream_against_a_running_daemon() {
     let emu = emulator(Timing::default()).await;
     let dir = tempfile::tempdir().unwrap();
     let configured = emu.create_chat("Cleo");
     let config = write_config(dir.path(), &emu, &[("cfg", &configured)], false);
-    let daemon = start(&config);
+    let mut daemon = start(&config);
     until_state(dir.path(), &["cfg"], "live").await;
     let ctl = control(dir.path());
     // A second daemon on the same state directory refuses to start.
@@ -255,7 +239,7 @@ async fn sessions_and_stream_against_a_running_daemon() {
     assert_eq!(code, 0, "{err}");
     let (code, _, _) = client(&["sessions", "--control", &ctl, "show", "dora"]).await;
     assert_eq!(code, 1);
-    terminate(daemon).await;
+    common::daemon::terminate(&mut daemon, Duration::from_secs(20)).await;
     assert!(
         !dir.path().join("control.sock").exists(),
         "the socket file is removed on exit"
@@ -299,7 +283,7 @@ async fn sigkill_mid_stream_then_restart_loses_and_repeats_nothing() {
         emu.end_chat(&chat.contact_id).unwrap();
     }
     let listed = until_state(dir.path(), &names, "ended").await;
-    terminate(daemon).await;
+    common::daemon::terminate(&mut daemon, Duration::from_secs(20)).await;
     let resumed: u64 = listed["sessions"]
         .as_array()
         .unwrap()

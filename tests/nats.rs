@@ -158,9 +158,7 @@ async fn every_item_reaches_the_stream_once_in_order_through_kills_and_a_nats_re
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert!(last >= want, "the stream holds {last} of {want}");
-    let pid = daemon.id().unwrap() as i32;
-    // SAFETY: signalling our own child.
-    unsafe { kill(pid, 15) };
+    common::daemon::signal(&daemon, 15);
     let _ = tokio::time::timeout(Duration::from_secs(20), daemon.wait()).await;
 
     // Read the whole stream back.
@@ -194,8 +192,4 @@ async fn every_item_reaches_the_stream_once_in_order_through_kills_and_a_nats_re
             &format!("stream {name}"),
         );
     }
-}
-
-extern "C" {
-    fn kill(pid: i32, sig: i32) -> i32;
 }

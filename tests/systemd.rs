@@ -8,16 +8,12 @@
 
 mod common;
 
-use common::daemon::{unix_get, write_config};
+use common::daemon::{signal, terminate, unix_get, write_config};
 use common::*;
 use connect_chatd::emulator::{CreatedChat, Timing};
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-
-extern "C" {
-    fn kill(pid: i32, sig: i32) -> i32;
-}
 
 /// Waits (real time, bounded) until `f` holds for the messages so far.
 async fn until(messages: &Mutex<Vec<String>>, what: &str, f: impl Fn(&[String]) -> bool) {
@@ -59,7 +55,6 @@ async fn ready_status_watchdog_reload_stopping() {
         .kill_on_drop(true)
         .spawn()
         .unwrap();
-    let pid = child.id().unwrap() as i32;
     let messages = Arc::new(Mutex::new(Vec::<String>::new()));
     let collector = {
         let messages = messages.clone();
@@ -95,8 +90,7 @@ async fn ready_status_watchdog_reload_stopping() {
         std::fs::read_to_string(dir.path().join("connect-chatd.toml")).unwrap() + "colour = \"red\"\n",
     )
     .unwrap();
-    // SAFETY: signals to our own child.
-    unsafe { kill(pid, 1) };
+    signal(&child, 1);
     until(&messages, "RELOADING then READY again", |m| {
         count(m, "RELOADING=1") == 1 && count(m, "READY=1") == 2
     })
@@ -118,7 +112,7 @@ async fn ready_status_watchdog_reload_stopping() {
         &[("chat-2", &two), ("chat-3", &three)],
         "[log]\nlevel = \"debug\"\n",
     );
-    unsafe { kill(pid, 1) };
+    signal(&child, 1);
     until(&messages, "the second reload", |m| {
         count(m, "RELOADING=1") == 2 && count(m, "READY=1") == 3
     })
@@ -150,12 +144,7 @@ async fn ready_status_watchdog_reload_stopping() {
     assert!(log.contains("reload refused"), "the refusal is logged");
     assert!(log.contains("DEBUG"), "the new level is in force");
 
-    unsafe { kill(pid, 15) };
-    let status = tokio::time::timeout(Duration::from_secs(30), child.wait())
-        .await
-        .expect("the daemon stops on SIGTERM")
-        .unwrap();
-    assert_eq!(status.code(), Some(0), "a clean exit on SIGTERM");
+    terminate(&mut child, Duration::from_secs(30)).await;
     until(&messages, "STOPPING", |m| {
         m.last().map(String::as_str) == Some("STOPPING=1")
     })

@@ -182,3 +182,25 @@ pub async fn unix_get(sock: &std::path::Path, path: &str) -> String {
     .await;
     out
 }
+
+extern "C" {
+    #[link_name = "kill"]
+    fn libc_kill(pid: i32, sig: i32) -> i32;
+}
+
+/// Sends signal `sig` (1 SIGHUP, 15 SIGTERM, …) to a child that is still running.
+pub fn signal(child: &tokio::process::Child, sig: i32) {
+    let pid = child.id().expect("the child is running") as i32;
+    // SAFETY: a signal to our own child process.
+    unsafe { libc_kill(pid, sig) };
+}
+
+/// SIGTERM, then waits up to `within` for the exit, which must be a clean 0.
+pub async fn terminate(child: &mut tokio::process::Child, within: Duration) {
+    signal(child, 15);
+    let status = tokio::time::timeout(within, child.wait())
+        .await
+        .expect("the daemon stops on SIGTERM")
+        .unwrap();
+    assert_eq!(status.code(), Some(0), "a clean exit on SIGTERM");
+}
