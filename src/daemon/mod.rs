@@ -257,9 +257,7 @@ impl Daemon {
         let names = self.configured.lock().expect("configured lock").clone();
         let sessions = self.sessions.lock().expect("sessions lock");
         let all = names.iter().all(|n| match sessions.get(n) {
-            Some(Entry::Running(s)) => {
-                s.is_finished() || !matches!(s.view().state, "connecting" | "subscribing")
-            }
+            Some(Entry::Running(s)) => !matches!(s.state(), "connecting" | "subscribing"),
             _ => true,
         });
         if all {

@@ -279,6 +279,12 @@ impl RunningSession {
         self.progress.lock().expect("progress lock").finished.is_some()
     }
 
+    /// The state `view` shows, without building the view.
+    pub fn state(&self) -> &'static str {
+        let p = self.progress.lock().expect("progress lock");
+        p.finished.unwrap_or(p.state)
+    }
+
     pub fn view(&self) -> SessionView {
         let p = self.progress.lock().expect("progress lock");
         SessionView {
