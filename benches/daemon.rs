@@ -253,6 +253,7 @@ async fn daemon_rate(emu: &Emulator, n: usize) -> DaemonBurst {
         }],
         capacity: Default::default(),
         readyz_grace: connect_chatd::daemon::DEFAULT_READYZ_GRACE,
+        metrics_per_session: false,
         shutdown_timeout: std::time::Duration::from_secs(10),
         reloads: None,
     };

@@ -15,6 +15,7 @@
 //!   (stdout, SSE streams);
 //! * [`emulator`]: the fake service, a peer of the client;
 //! * [`cli`]: the binary's edge: commands, configuration, exit codes, logging;
+//! * [`metrics`]: the process's Prometheus series (the daemon serves them at `/metrics`);
 //! * [`secret`], [`clock`], [`stop`], [`tls`]: shared plumbing.
 
 pub mod api;
@@ -25,6 +26,7 @@ pub mod emulator;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod journal;
+pub mod metrics;
 pub mod secret;
 pub mod session;
 pub mod sink;

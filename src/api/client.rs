@@ -425,10 +425,16 @@ impl ApiClient {
         } else {
             Method::POST
         };
+        let metrics = crate::metrics::global();
         let attempt = || async {
+            let asked = tokio::time::Instant::now();
             self.inner.limiter.acquire(op).await;
-            self.send_once::<Resp>(op, method.clone(), url.clone(), bearer, body.as_deref())
-                .await
+            metrics.limiter_waited(op.name(), asked.elapsed());
+            let r = self
+                .send_once::<Resp>(op, method.clone(), url.clone(), bearer, body.as_deref())
+                .await;
+            metrics.api_call(op.name(), crate::metrics::outcome(&r));
+            r
         };
         attempt
             .retry(self.inner.retry.backoff())

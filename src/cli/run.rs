@@ -111,6 +111,7 @@ pub fn options(cfg: &DaemonConfig) -> Result<RunOptions, StartError> {
         sessions,
         capacity: cfg.capacity.clone(),
         readyz_grace: cfg.http.readyz_grace,
+        metrics_per_session: cfg.http.metrics_per_session,
         shutdown_timeout: cfg.shutdown_timeout,
         reloads: None,
     })

@@ -164,6 +164,7 @@ pub fn router(daemon: Arc<Daemon>, bearer: Option<Secret>) -> Router {
         .route("/v1/items", get(all_items))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .route("/metrics", get(super::metrics::metrics))
         .merge(super::outbound::routes())
         .fallback(|| async { ApiFailure::new(StatusCode::NOT_FOUND, "not_found", "no such route") })
         .method_not_allowed_fallback(|| async {
@@ -219,6 +220,7 @@ pub fn probes(daemon: Arc<Daemon>) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .route("/metrics", get(super::metrics::metrics))
         .fallback(|| async { ApiFailure::new(StatusCode::NOT_FOUND, "not_found", "no such route") })
         .with_state(daemon)
 }
@@ -421,8 +423,14 @@ async fn session_items(
     }
     let start = start_of(&daemon, Some(&name), resume(&headers, &q, false)?).await?;
     let place = stream_place(&daemon)?;
-    let entries = feed::follow(daemon.journal().clone(), Some(name), start);
-    Ok(super::server::hold(sse::session_stream(entries), place))
+    let position = stream_position(start);
+    let entries = feed::follow_tracked(
+        daemon.journal().clone(),
+        Some(name),
+        start,
+        Some(position.clone()),
+    );
+    Ok(super::server::hold(sse::session_stream(entries, position), place))
 }
 
 async fn all_items(
@@ -433,8 +441,19 @@ async fn all_items(
     let Query(q) = query.map_err(|e| ApiFailure::bad_request(e.to_string()))?;
     let start = start_of(&daemon, None, resume(&headers, &q, true)?).await?;
     let place = stream_place(&daemon)?;
-    let entries = feed::follow(daemon.journal().clone(), None, start);
-    Ok(super::server::hold(sse::all_stream(entries), place))
+    let position = stream_position(start);
+    let entries = feed::follow_tracked(daemon.journal().clone(), None, start, Some(position.clone()));
+    Ok(super::server::hold(sse::all_stream(entries, position), place))
+}
+
+/// A stream's position for the consumer-lag metric, from where it starts.
+fn stream_position(start: Start) -> Arc<std::sync::atomic::AtomicI64> {
+    let metrics = crate::metrics::global();
+    metrics.stream_position(match start {
+        Start::Start => 0,
+        Start::After(seq) => seq,
+        Start::Now => metrics.journal_head(),
+    })
 }
 
 /// A place for one more SSE stream, or `429 too_many_streams`.

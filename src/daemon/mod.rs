@@ -6,6 +6,7 @@
 //!
 //! * [`session`]: one chat — a supervisor whose Items are journalled;
 //! * [`control`]: the control API (sessions, SSE streams, probes);
+//! * [`metrics`]: `/metrics`, the Prometheus exposition;
 //! * [`outbound`]: its talking-back routes (messages, events, attachments, disconnect);
 //! * [`reload`]: a re-read configuration (SIGHUP) applied to the running sessions;
 //! * [`notify`]: systemd's `READY=1`, `STATUS=`, `WATCHDOG=1`, `RELOADING=1`, `STOPPING=1`;
@@ -16,6 +17,7 @@
 //! daemon is in [`crate::cli`].
 
 pub mod control;
+pub mod metrics;
 pub mod notify;
 pub mod outbound;
 pub mod receipts;
@@ -159,6 +161,8 @@ pub struct Daemon {
     started: std::sync::atomic::AtomicBool,
     /// `/readyz` answers 503 while a session has not been live for longer than this.
     readyz_grace: Mutex<std::time::Duration>,
+    /// `/metrics` names sessions in labels.
+    metrics_per_session: std::sync::atomic::AtomicBool,
     /// One permit per SSE stream that may open.
     streams: Arc<tokio::sync::Semaphore>,
 }
@@ -193,6 +197,7 @@ impl Daemon {
             configured: Mutex::new(Vec::new()),
             started: std::sync::atomic::AtomicBool::new(false),
             readyz_grace: Mutex::new(DEFAULT_READYZ_GRACE),
+            metrics_per_session: std::sync::atomic::AtomicBool::new(false),
             streams: Arc::new(tokio::sync::Semaphore::new(capacity.max_streams)),
             capacity,
         })
@@ -236,6 +241,16 @@ impl Daemon {
     /// The configuration's sessions (at start and after each reload).
     pub(crate) fn set_configured(&self, names: Vec<String>) {
         *self.configured.lock().expect("configured lock") = names;
+    }
+
+    pub fn set_metrics_per_session(&self, on: bool) {
+        self.metrics_per_session
+            .store(on, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    pub fn metrics_per_session(&self) -> bool {
+        self.metrics_per_session
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     pub fn set_readyz_grace(&self, grace: std::time::Duration) {

@@ -52,6 +52,8 @@ pub struct RunOptions {
     pub capacity: super::Capacity,
     /// `http.readyz_grace`: `/readyz` is 503 while a session has not been live longer.
     pub readyz_grace: std::time::Duration,
+    /// `http.metrics_per_session`: session names as labels on `/metrics`.
+    pub metrics_per_session: bool,
     /// The most a shutdown takes: past it the daemon exits anyway (what is not
     /// journalled by then is read from the transcript at the next start).
     pub shutdown_timeout: std::time::Duration,
@@ -131,6 +133,7 @@ pub async fn run(
     );
     daemon.set_configured(opts.sessions.iter().map(|s| s.name.clone()).collect());
     daemon.set_readyz_grace(opts.readyz_grace);
+    daemon.set_metrics_per_session(opts.metrics_per_session);
     let mut current = opts.sessions.clone();
     let mut reloads = opts.reloads.take();
     let resumed = daemon.resume_all().await?;

@@ -217,7 +217,7 @@ impl Journal {
                 path: path.clone(),
                 source: Arc::new(e),
             })?;
-        Ok(Journal {
+        let journal = Journal {
             inner: Arc::new(Inner {
                 reads: ReadPool::new(path.clone()),
                 path,
@@ -227,7 +227,12 @@ impl Journal {
                 counters,
                 writer: Some(writer),
             }),
-        })
+        };
+        // Consumers' lag is measured from here before this run's first commit.
+        if let Ok(Some(last)) = journal.last_seq() {
+            crate::metrics::global().journal_at(last);
+        }
+        Ok(journal)
     }
 
     /// The database file's path.

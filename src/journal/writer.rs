@@ -106,7 +106,9 @@ impl Counters {
         }
     }
 
-    fn committed(&self, appended: usize, skipped: usize) {
+    /// A transaction begun at `started` committed: `appended` Items, the last at `last`.
+    fn committed(&self, started: std::time::Instant, appended: usize, skipped: usize, last: Option<Seq>) {
+        crate::metrics::global().journal_committed(started.elapsed(), appended, last);
         self.commits.fetch_add(1, Ordering::Relaxed);
         self.appended.fetch_add(appended as u64, Ordering::Relaxed);
         self.skipped.fetch_add(skipped as u64, Ordering::Relaxed);
@@ -164,6 +166,7 @@ impl Writer {
 
     /// One transaction for the whole batch, a savepoint per command.
     fn commit_group(&mut self, batch: Vec<Command>) {
+        let started = std::time::Instant::now();
         let now = format_timestamp(OffsetDateTime::now_utc());
         let mut done = Vec::with_capacity(batch.len());
         let mut published = Vec::new();
@@ -239,7 +242,8 @@ impl Writer {
         match committed {
             Ok(()) => {
                 let skipped = done.iter().map(Done::skipped).sum();
-                self.counters.committed(published.len(), skipped);
+                let last = published.last().map(|e| e.seq);
+                self.counters.committed(started, published.len(), skipped, last);
                 self.publish(published);
                 done.into_iter().for_each(Done::send);
             }
@@ -273,6 +277,7 @@ impl Writer {
                 }
                 let mut seqs = Vec::with_capacity(items.len());
                 for item in items {
+                    let started = std::time::Instant::now();
                     let mut entries = Vec::new();
                     let r = self
                         .conn
@@ -285,7 +290,9 @@ impl Writer {
                         });
                     match r {
                         Ok(seq) => {
-                            self.counters.committed(entries.len(), usize::from(seq.is_none()));
+                            let last = entries.last().map(|e| e.seq);
+                            self.counters
+                                .committed(started, entries.len(), usize::from(seq.is_none()), last);
                             self.publish(entries);
                             seqs.push(seq);
                         }
@@ -299,6 +306,7 @@ impl Writer {
                 _ = reply.send(Ok(seqs));
             }
             Command::Op { op, reply } => {
+                let started = std::time::Instant::now();
                 let r = self
                     .conn
                     .transaction()
@@ -309,7 +317,7 @@ impl Writer {
                         Ok(n)
                     });
                 if r.is_ok() {
-                    self.counters.committed(0, 0);
+                    self.counters.committed(started, 0, 0, None);
                 }
                 _ = reply.send(r);
             }

@@ -193,6 +193,7 @@ impl Delivery {
                 .is_some_and(|id| !self.memory(ephemeral).insert(id));
         if stale || seen {
             SessionStats::bump(&self.stats.duplicates);
+            crate::metrics::global().duplicates_dropped.inc();
             tracing::trace!(id = ?item.id, stale, "dropping an Item already delivered");
             return Ok(Offered::Duplicate);
         }
@@ -219,6 +220,7 @@ impl Delivery {
         SessionStats::bump(&self.stats.delivered);
         if source == Source::Transcript {
             SessionStats::bump(&self.stats.backfilled);
+            crate::metrics::global().items_backfilled.inc();
         }
         Ok(if ended { Offered::Ended } else { Offered::Delivered })
     }

@@ -307,6 +307,7 @@ impl Supervisor {
                 LiveExit::Lost(reason) => {
                     warn!(%reason, "websocket lost; reconnecting");
                     SessionStats::bump(&self.stats.reconnects);
+                    crate::metrics::global().reconnect(crate::metrics::cause(&reason));
                     if live_since.elapsed() >= self.cfg.stable_after {
                         self.backoff = Self::fresh_backoff(&self.cfg);
                         attempt = 1;
@@ -431,6 +432,7 @@ impl Supervisor {
                                 }
                             }
                             SessionStats::bump(&self.stats.renewals);
+                            crate::metrics::global().renewals.inc();
                             renew_at = conn.renew_at;
                             renew_failures = 0;
                             self.set_state(SessionState::Live);

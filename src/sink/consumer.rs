@@ -104,6 +104,8 @@ pub async fn run<T: Target>(
         }
     };
     tracing::info!(consumer = %key, position = ?position, "consumer started");
+    let lag = crate::metrics::global().consumer_position(&key);
+    lag.store(position.unwrap_or(0), std::sync::atomic::Ordering::Relaxed);
     let mut entries = feed::follow(journal.clone(), None, position.map_or(Start::Start, Start::After));
     // Handled Items not yet saved as the position: saved every SAVE_EVERY Items and
     // whenever the consumer has caught up (or stops), not once per Item — a position
@@ -138,6 +140,7 @@ pub async fn run<T: Target>(
             }
         }
         handled = Some(entry.seq);
+        lag.store(entry.seq, std::sync::atomic::Ordering::Relaxed);
         unsaved += 1;
         if unsaved >= SAVE_EVERY || entries.is_empty() {
             save(&journal, &key, handled.take()).await;

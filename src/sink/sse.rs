@@ -10,6 +10,7 @@ use crate::journal::JournalEntry;
 use axum::body::{Body, Bytes};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
@@ -21,14 +22,14 @@ fn item_id(e: &JournalEntry) -> String {
     e.item_id.clone().unwrap_or_else(|| format!("#{}", e.seq))
 }
 
-/// One session's Items.
-pub fn session_stream(entries: mpsc::Receiver<Arc<JournalEntry>>) -> Response {
-    events(entries, |e| (item_id(e), e.json.to_string()))
+/// One session's Items; `position` (for the consumer-lag metric) follows what is sent.
+pub fn session_stream(entries: mpsc::Receiver<Arc<JournalEntry>>, position: Arc<AtomicI64>) -> Response {
+    events(entries, position, |e| (item_id(e), e.json.to_string()))
 }
 
 /// Every session's Items, each wrapped with its session's name.
-pub fn all_stream(entries: mpsc::Receiver<Arc<JournalEntry>>) -> Response {
-    events(entries, |e| {
+pub fn all_stream(entries: mpsc::Receiver<Arc<JournalEntry>>, position: Arc<AtomicI64>) -> Response {
+    events(entries, position, |e| {
         let mut data = Vec::with_capacity(e.json.len() + e.session.len() + 24);
         super::stdout::line(e, &mut data);
         data.pop(); // the newline
@@ -59,32 +60,37 @@ const CHUNK: usize = 64 * 1024;
 /// `: keep-alive` comment every [`KEEPALIVE`].
 fn events(
     entries: mpsc::Receiver<Arc<JournalEntry>>,
+    position: Arc<AtomicI64>,
     event: impl Fn(&JournalEntry) -> (String, String) + Send + Sync + 'static,
 ) -> Response {
-    let stream = futures_util::stream::unfold((entries, event), |(mut rx, event)| async move {
+    let state = (entries, event, position);
+    let stream = futures_util::stream::unfold(state, |(mut rx, event, position)| async move {
         let first = match tokio::time::timeout(KEEPALIVE, rx.recv()).await {
             Ok(Some(e)) => e,
             Ok(None) => return None,
             Err(_) => {
                 return Some((
                     Ok::<_, std::convert::Infallible>(Bytes::from_static(b": keep-alive\n\n")),
-                    (rx, event),
+                    (rx, event, position),
                 ))
             }
         };
         let mut out = String::with_capacity(first.json.len() + 128);
         let (id, data) = event(&first);
         write_event(&mut out, &id, &data);
+        let mut last = first.seq;
         while out.len() < CHUNK {
             match rx.try_recv() {
                 Ok(e) => {
                     let (id, data) = event(&e);
                     write_event(&mut out, &id, &data);
+                    last = e.seq;
                 }
                 Err(_) => break,
             }
         }
-        Some((Ok(Bytes::from(out)), (rx, event)))
+        position.fetch_max(last, Ordering::Relaxed);
+        Some((Ok(Bytes::from(out)), (rx, event, position)))
     });
     (
         [

@@ -200,9 +200,19 @@ pub async fn open(url: &PresignedUrl, cfg: &SocketConfig) -> Result<SocketHandle
         .max_message_size(Some(cfg.max_message_size))
         .max_frame_size(Some(cfg.max_message_size));
     debug!(socket = id, url = %url, "dialling");
-    let mut ws = timeout(cfg.dial_timeout, dial::dial(url, &parsed, ws_config))
+    let dialling = tokio::time::Instant::now();
+    let dialled = timeout(cfg.dial_timeout, dial::dial(url, &parsed, ws_config))
         .await
-        .map_err(|_| SocketError::DialTimeout(cfg.dial_timeout))??;
+        .map_err(|_| SocketError::DialTimeout(cfg.dial_timeout))
+        .and_then(|r| r);
+    let metrics = crate::metrics::global();
+    metrics
+        .websocket_connect
+        .observe(dialling.elapsed().as_secs_f64());
+    if dialled.is_err() {
+        metrics.websocket_connect_failures.inc();
+    }
+    let mut ws = dialled?;
 
     let mut early = VecDeque::new();
     let mut attempt = 0;

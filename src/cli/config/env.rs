@@ -38,7 +38,7 @@ enum Type {
 }
 
 /// The daemon keys that may come from the environment, with the type of their value.
-const KEYS: [(&str, Type); 23] = [
+const KEYS: [(&str, Type); 24] = [
     ("region", Type::Str),
     ("fips", Type::Bool),
     ("dual_stack", Type::Bool),
@@ -52,6 +52,7 @@ const KEYS: [(&str, Type); 23] = [
     ("control.allow_remote", Type::Bool),
     ("http.listen", Type::Str),
     ("http.readyz_grace", Type::Str),
+    ("http.metrics_per_session", Type::Bool),
     ("journal.fsync", Type::Str),
     ("journal.retention", Type::Str),
     ("limits.max_sessions", Type::Int),

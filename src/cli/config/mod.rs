@@ -102,6 +102,9 @@ pub struct HttpConfig {
     /// `/readyz` is 503 while a session has been connecting, subscribing or
     /// reconnecting for longer than this (default 2 minutes).
     pub readyz_grace: Duration,
+    /// `/metrics` labels per-session series with session names (default off: one
+    /// series per chat is too many for a large daemon).
+    pub metrics_per_session: bool,
 }
 
 impl Default for HttpConfig {
@@ -109,6 +112,7 @@ impl Default for HttpConfig {
         HttpConfig {
             listen: None,
             readyz_grace: crate::daemon::DEFAULT_READYZ_GRACE,
+            metrics_per_session: false,
         }
     }
 }

@@ -76,6 +76,8 @@ pub struct RawHttp {
     pub listen: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub readyz_grace: Option<Seconds>,
+    #[serde(default)]
+    pub metrics_per_session: bool,
 }
 
 /// How hard the journal pushes writes to disk: the journal's own setting.

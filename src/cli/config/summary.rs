@@ -40,6 +40,10 @@ impl DaemonConfig {
                 .map_or_else(|| "off".to_string(), |a| a.to_string()),
         );
         line("http.readyz_grace", display(self.http.readyz_grace));
+        line(
+            "http.metrics_per_session",
+            self.http.metrics_per_session.to_string(),
+        );
         line("journal.fsync", self.journal.fsync.as_str().to_string());
         line("journal.retention", display(self.journal.retention));
         let format = match self.log.format {

@@ -65,6 +65,7 @@ pub(super) fn validate(
             .http
             .readyz_grace
             .map_or(crate::daemon::DEFAULT_READYZ_GRACE, |s| s.0),
+        metrics_per_session: raw.http.metrics_per_session,
     };
     let level = raw.log.level.clone().unwrap_or_else(|| "info".into());
     if let Err(e) = tracing_subscriber::EnvFilter::try_new(&level) {

@@ -109,6 +109,8 @@ pub async fn run_to<W: AsyncWrite + Unpin>(
     // Once stopping: the last committed entry, where this consumer ends.
     let mut until: Option<Option<Seq>> = None;
     let mut written: Option<Seq> = position;
+    let lag = crate::metrics::global().consumer_position(CONSUMER);
+    lag.store(position.unwrap_or(0), std::sync::atomic::Ordering::Relaxed);
     loop {
         if let Some(target) = until {
             if target.is_none_or(|t| written.is_some_and(|w| w >= t)) {
@@ -141,6 +143,7 @@ pub async fn run_to<W: AsyncWrite + Unpin>(
         write(&mut out, &mut buf).await?;
         out.flush().await.map_err(classify)?;
         written = Some(last.seq);
+        lag.store(last.seq, std::sync::atomic::Ordering::Relaxed);
         if let Err(e) = journal.set_position(CONSUMER, last.seq).await {
             tracing::warn!(error = %e, "cannot save the stdout consumer's position");
         }
