@@ -254,6 +254,7 @@ async fn daemon_rate(emu: &Emulator, n: usize) -> DaemonBurst {
         capacity: Default::default(),
         readyz_grace: connect_chatd::daemon::DEFAULT_READYZ_GRACE,
         metrics_per_session: false,
+        cluster: None,
         shutdown_timeout: std::time::Duration::from_secs(10),
         reloads: None,
     };

@@ -11,6 +11,7 @@
 //!   delivery (exactly once, in order);
 //! * [`journal`]: the daemon's SQLite store: registry, Items, consumer positions;
 //! * [`daemon`]: many chats in one process, and the control API;
+//! * [`cluster`]: daemon instances sharing the chats through NATS JetStream;
 //! * [`sink`]: where Items go: `tail`'s stdout writer, and the journal's consumers
 //!   (stdout, SSE streams);
 //! * [`emulator`]: the fake service, a peer of the client;
@@ -21,6 +22,7 @@
 pub mod api;
 pub mod cli;
 pub mod clock;
+pub mod cluster;
 pub mod daemon;
 pub mod emulator;
 #[doc(hidden)]

@@ -50,6 +50,8 @@ pub struct Metrics {
     pub websocket_connect_failures: Counter,
     pub journal_commit_seconds: Histogram,
     pub journal_commit_items: Histogram,
+    pub cluster_takeovers: Counter,
+    pub cluster_conflicts: Counter,
     /// The journal position of the last committed Item (0: none yet).
     journal_head: AtomicI64,
     /// Durable consumers' positions, by `stdout`, `webhook:NAME`, `nats:NAME`.
@@ -101,6 +103,8 @@ fn new_metrics() -> Metrics {
         journal_commit_seconds: Histogram::new(exponential_buckets(0.00005, 2.0, 16)),
         // 1 to 4096 Items.
         journal_commit_items: Histogram::new(exponential_buckets(1.0, 2.0, 13)),
+        cluster_takeovers: Counter::default(),
+        cluster_conflicts: Counter::default(),
         journal_head: AtomicI64::new(0),
         consumers: Mutex::new(BTreeMap::new()),
         streams: Mutex::new(Vec::new()),
@@ -258,6 +262,16 @@ impl Metrics {
             "journal_commit_items",
             "Items appended by one journal transaction",
             self.journal_commit_items.clone(),
+        );
+        r.register(
+            "cluster_takeovers",
+            "Sessions taken over from a cluster instance that was gone",
+            self.cluster_takeovers.clone(),
+        );
+        r.register(
+            "cluster_ownership_conflicts",
+            "Compare-and-set races lost, and sessions found owned by another instance",
+            self.cluster_conflicts.clone(),
         );
     }
 }

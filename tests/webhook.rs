@@ -107,6 +107,7 @@ async fn a_failing_slow_and_throttling_receiver_gets_every_item_once_in_order() 
             name: "crm".into(),
             kind: "webhook",
             sessions: None,
+            owned_in: None,
             dead_letters: dead_letters.clone(),
         },
         target: TargetConfig::Webhook(WebhookConfig {

@@ -112,6 +112,10 @@ pub fn options(cfg: &DaemonConfig) -> Result<RunOptions, StartError> {
         capacity: cfg.capacity.clone(),
         readyz_grace: cfg.http.readyz_grace,
         metrics_per_session: cfg.http.metrics_per_session,
+        cluster: cfg
+            .cluster
+            .clone()
+            .map(|c| std::sync::Arc::new(crate::cluster::Cluster::new(c))),
         shutdown_timeout: cfg.shutdown_timeout,
         reloads: None,
     })

@@ -78,6 +78,14 @@ impl IntoResponse for ApiFailure {
 
 impl From<DaemonError> for ApiFailure {
     fn from(e: DaemonError) -> ApiFailure {
+        if let DaemonError::Cluster(_) = e {
+            let failure = ApiFailure::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "cluster_unavailable",
+                e.to_string(),
+            );
+            return failure.retry_after(RETRY_CLUSTER);
+        }
         if let DaemonError::TooManySessions(_) = e {
             let failure = ApiFailure::new(
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -94,6 +102,7 @@ impl From<DaemonError> for ApiFailure {
             DaemonError::Ended(_) => (StatusCode::GONE, "chat_ended"),
             DaemonError::NotConnected(_) => (StatusCode::SERVICE_UNAVAILABLE, "not_connected"),
             DaemonError::Journal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+            DaemonError::Cluster(_) => unreachable!("answered above"),
             DaemonError::TooManySessions(_) => unreachable!("answered above"),
         };
         ApiFailure::new(status, code, e.to_string())
@@ -102,6 +111,8 @@ impl From<DaemonError> for ApiFailure {
 
 /// `Retry-After` when `limits.max_sessions` is reached, in seconds.
 const RETRY_SESSIONS: u32 = 30;
+/// `Retry-After` while the cluster's NATS is not reachable, in seconds.
+const RETRY_CLUSTER: u32 = 5;
 /// `Retry-After` when `limits.max_streams` is reached, in seconds.
 const RETRY_STREAMS: u32 = 5;
 
@@ -247,6 +258,9 @@ async fn readyz(State(daemon): State<AppState>) -> Response {
 }
 
 async fn list_sessions(State(daemon): State<AppState>) -> Response {
+    if let Some(cluster) = daemon.cluster() {
+        return Json(serde_json::json!({ "sessions": cluster.list(&daemon) })).into_response();
+    }
     Json(serde_json::json!({ "sessions": daemon.list() })).into_response()
 }
 
@@ -279,7 +293,13 @@ async fn add_session(
     State(daemon): State<AppState>,
     JsonBody(body): JsonBody<AddBody>,
 ) -> Result<Response, ApiFailure> {
-    let (view, created) = daemon.add(new_session(body)?).await?;
+    let (view, created) = match daemon.cluster() {
+        Some(cluster) => cluster.add(&daemon, new_session(body)?).await?,
+        None => {
+            let (view, created) = daemon.add(new_session(body)?).await?;
+            (serde_json::to_value(view).expect("a view serialises"), created)
+        }
+    };
     let status = if created {
         StatusCode::CREATED
     } else {
@@ -292,6 +312,12 @@ async fn show_session(
     State(daemon): State<AppState>,
     Path(name): Path<String>,
 ) -> Result<Response, ApiFailure> {
+    if let Some(cluster) = daemon.cluster() {
+        return cluster
+            .get(&daemon, &name)
+            .map(|v| Json(v).into_response())
+            .ok_or_else(|| DaemonError::NotFound(name).into());
+    }
     daemon
         .get(&name)
         .map(|v| Json(v).into_response())
@@ -309,7 +335,14 @@ async fn remove_session(
     query: Result<Query<RemoveQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiFailure> {
     let Query(q) = query.map_err(|e| ApiFailure::bad_request(format!("disconnect: {e}")))?;
-    daemon.remove(&name, q.disconnect.unwrap_or(false)).await?;
+    match daemon.cluster() {
+        Some(cluster) => {
+            cluster
+                .remove(&daemon, &name, q.disconnect.unwrap_or(false))
+                .await?
+        }
+        None => daemon.remove(&name, q.disconnect.unwrap_or(false)).await?,
+    }
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 

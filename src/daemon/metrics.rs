@@ -160,6 +160,22 @@ fn scrape(daemon: &Daemon, r: &mut Registry) {
         Unit::Bytes,
         size,
     );
+    if let Some(cluster) = daemon.cluster() {
+        let owned = Gauge::<i64>::default();
+        owned.set(cluster.owned() as i64);
+        r.register(
+            "cluster_sessions_owned",
+            "Sessions this instance owns in the cluster",
+            owned,
+        );
+        let live = Gauge::<i64>::default();
+        live.set(cluster.live_instances().len() as i64);
+        r.register(
+            "cluster_instances",
+            "Live instances of the cluster, as last read",
+            live,
+        );
+    }
     let ready = Gauge::<i64>::default();
     ready.set(i64::from(matches!(daemon.readiness(), super::Readiness::Ready)));
     r.register("ready", "1 while /readyz answers 200", ready);

@@ -16,6 +16,7 @@
 //! Its consumers (stdout, SSE) are in [`crate::sink`]; the CLI's client of a running
 //! daemon is in [`crate::cli`].
 
+mod adopt;
 pub mod control;
 pub mod metrics;
 pub mod notify;
@@ -54,6 +55,8 @@ pub enum DaemonError {
     NotConnected(String),
     #[error("the daemon holds {0} sessions, as many as limits.max_sessions allows")]
     TooManySessions(usize),
+    #[error("cluster: {0}")]
+    Cluster(String),
 }
 
 /// How much the daemon takes on, and how long a control client may dawdle
@@ -165,6 +168,8 @@ pub struct Daemon {
     metrics_per_session: std::sync::atomic::AtomicBool,
     /// One permit per SSE stream that may open.
     streams: Arc<tokio::sync::Semaphore>,
+    /// `[cluster]`: the sessions are the cluster's, this daemon follows those it owns.
+    cluster: std::sync::OnceLock<Arc<crate::cluster::Cluster>>,
 }
 
 impl Daemon {
@@ -199,8 +204,18 @@ impl Daemon {
             readyz_grace: Mutex::new(DEFAULT_READYZ_GRACE),
             metrics_per_session: std::sync::atomic::AtomicBool::new(false),
             streams: Arc::new(tokio::sync::Semaphore::new(capacity.max_streams)),
+            cluster: std::sync::OnceLock::new(),
             capacity,
         })
+    }
+
+    /// The cluster this daemon is part of, if any.
+    pub fn cluster(&self) -> Option<&Arc<crate::cluster::Cluster>> {
+        self.cluster.get()
+    }
+
+    pub fn set_cluster(&self, cluster: Arc<crate::cluster::Cluster>) {
+        let _ = self.cluster.set(cluster);
     }
 
     pub fn capacity(&self) -> &Capacity {
@@ -268,6 +283,9 @@ impl Daemon {
         }
         if self.started.load(Relaxed) {
             return true;
+        }
+        if self.cluster().is_some_and(|c| !c.is_connected()) {
+            return false;
         }
         let names = self.configured.lock().expect("configured lock").clone();
         let sessions = self.sessions.lock().expect("sessions lock");

@@ -34,6 +34,19 @@ pub struct ConfiguredSession {
     pub receipts: bool,
 }
 
+impl ConfiguredSession {
+    pub fn into_new_session(self) -> NewSession {
+        NewSession {
+            participant_token: self.participant_token,
+            name: Some(self.name),
+            history: self.history,
+            labels: self.labels,
+            receipts: self.receipts,
+            source: crate::journal::SessionSource::Config,
+        }
+    }
+}
+
 /// Everything `run` needs, already validated.
 pub struct RunOptions {
     pub api: ApiClient,
@@ -54,6 +67,8 @@ pub struct RunOptions {
     pub readyz_grace: std::time::Duration,
     /// `http.metrics_per_session`: session names as labels on `/metrics`.
     pub metrics_per_session: bool,
+    /// `[cluster]`: the sessions are shared with other instances through NATS.
+    pub cluster: Option<Arc<crate::cluster::Cluster>>,
     /// The most a shutdown takes: past it the daemon exits anyway (what is not
     /// journalled by then is read from the transcript at the next start).
     pub shutdown_timeout: std::time::Duration,
@@ -136,13 +151,43 @@ pub async fn run(
     daemon.set_metrics_per_session(opts.metrics_per_session);
     let mut current = opts.sessions.clone();
     let mut reloads = opts.reloads.take();
-    let resumed = daemon.resume_all().await?;
+    let cluster = opts.cluster.clone();
+    let (cluster_stop, cluster_stop_rx) = tokio::sync::watch::channel(false);
+    let controller = match &cluster {
+        Some(c) => {
+            daemon.set_cluster(c.clone());
+            // The cluster's bucket says who follows what: nothing resumes on its own.
+            let configured = std::mem::take(&mut opts.sessions)
+                .into_iter()
+                .map(|s| (s.name.clone(), s.into_new_session()))
+                .collect();
+            opts.consumers
+                .push(crate::cluster::publisher(c.clone(), &opts.journal));
+            Some(tokio::spawn(crate::cluster::controller::run(
+                c.clone(),
+                daemon.clone(),
+                configured,
+                cluster_stop_rx,
+            )))
+        }
+        None => None,
+    };
+    let resumed = if cluster.is_none() {
+        daemon.resume_all().await?
+    } else {
+        0
+    };
     if resumed > 0 {
         tracing::info!(sessions = resumed, "resumed the sessions of the last run");
     }
     // A configured session that left the file is no longer followed (its Items stay
     // for the retention period).
-    for rec in opts.journal.sessions().map_err(DaemonError::from)? {
+    let held = if cluster.is_none() {
+        opts.journal.sessions().map_err(DaemonError::from)?
+    } else {
+        Vec::new()
+    };
+    for rec in held {
         let still_configured = opts.sessions.iter().any(|s| s.name == rec.name);
         let finished = matches!(rec.state.as_str(), "ended" | "failed");
         if rec.source == crate::journal::SessionSource::Config && !still_configured && !finished {
@@ -151,23 +196,14 @@ pub async fn run(
         }
     }
     for s in opts.sessions {
-        let (view, created) = daemon
-            .add(NewSession {
-                participant_token: s.participant_token,
-                name: Some(s.name.clone()),
-                history: s.history,
-                labels: s.labels,
-                receipts: s.receipts,
-                source: crate::journal::SessionSource::Config,
-            })
-            .await
-            .or_else(|e| match e {
-                // Held from the last run under its name: resumed above.
-                DaemonError::NameTaken(_) if daemon.knows(&s.name) => {
-                    daemon.get(&s.name).map(|v| (v, false)).ok_or(e)
-                }
-                other => Err(other),
-            })?;
+        let name = s.name.clone();
+        let (view, created) = daemon.add(s.into_new_session()).await.or_else(|e| match e {
+            // Held from the last run under its name: resumed above.
+            DaemonError::NameTaken(_) if daemon.knows(&name) => {
+                daemon.get(&name).map(|v| (v, false)).ok_or(e)
+            }
+            other => Err(other),
+        })?;
         if created {
             tracing::info!(session = %view.name, "started a configured session");
         }
@@ -241,6 +277,10 @@ pub async fn run(
         tokio::select! {
             _ = &mut shutdown => break,
             next = reload => match next {
+                Some(_) if cluster.is_some() => {
+                    tracing::info!("reloaded; in a cluster the sessions are the bucket's, so [[sessions]] changes wait for the next start");
+                    super::notify::reloaded();
+                }
                 Some(next) => {
                     super::reload::apply(&daemon, &mut current, next.sessions).await;
                     daemon.set_configured(current.iter().map(|s| s.name.clone()).collect());
@@ -258,6 +298,11 @@ pub async fn run(
     super::notify::stopping();
     let _ = stop_tx.send(true);
     purger.abort();
+    // The controller first, so that nothing is taken while the sessions close.
+    let _ = cluster_stop.send(true);
+    if let Some(c) = controller {
+        let _ = tokio::time::timeout_at(bound(std::time::Duration::from_secs(2)), c).await;
+    }
     if tokio::time::timeout_at(deadline, daemon.shutdown())
         .await
         .is_err()
@@ -266,6 +311,13 @@ pub async fn run(
             timeout = ?opts.shutdown_timeout,
             "shutdown_timeout passed with sessions still closing; exiting anyway"
         );
+    }
+    if let Some(c) = &cluster {
+        // Handed over while the publisher still runs, so the last Items reach the stream.
+        let released = crate::cluster::controller::release_all(c, &daemon);
+        if tokio::time::timeout_at(deadline, released).await.is_err() {
+            tracing::warn!("shutdown_timeout passed while handing the sessions over; the others take them after instance_ttl");
+        }
     }
     // Open streams end with the server; give them a moment, not forever.
     let _ = tokio::time::timeout_at(bound(std::time::Duration::from_secs(2)), server).await;

@@ -78,6 +78,9 @@ pub struct Common {
     pub kind: &'static str,
     /// Only these sessions' Items (`None`: every session's).
     pub sessions: Option<BTreeSet<String>>,
+    /// Only the Items of sessions this instance owns in the cluster (the cluster's
+    /// publisher: after a handover the new owner publishes from the stream's last Item).
+    pub owned_in: Option<std::sync::Arc<crate::cluster::Cluster>>,
     /// Where rejected Items are written, one JSON line each.
     pub dead_letters: PathBuf,
 }
@@ -124,7 +127,8 @@ pub async fn run<T: Target>(
         let wanted = common
             .sessions
             .as_ref()
-            .is_none_or(|s| s.contains(&entry.session));
+            .is_none_or(|s| s.contains(&entry.session))
+            && common.owned_in.as_ref().is_none_or(|c| c.owns(&entry.session));
         if wanted {
             let delivery = Delivery {
                 contact_id: contact_id(&entry.json),

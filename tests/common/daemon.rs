@@ -96,6 +96,7 @@ pub async fn start_daemon_within(
         capacity,
         readyz_grace: connect_chatd::daemon::DEFAULT_READYZ_GRACE,
         metrics_per_session: false,
+        cluster: None,
         shutdown_timeout: std::time::Duration::from_secs(10),
         reloads: None,
     };

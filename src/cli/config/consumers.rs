@@ -339,6 +339,7 @@ pub(super) fn consumers(raw: &[RawConsumer], files: &Files<'_>, p: &mut Vec<Prob
                     name,
                     kind,
                     sessions,
+                    owned_in: None,
                 },
                 target,
             });

@@ -38,7 +38,7 @@ enum Type {
 }
 
 /// The daemon keys that may come from the environment, with the type of their value.
-const KEYS: [(&str, Type); 24] = [
+const KEYS: [(&str, Type); 32] = [
     ("region", Type::Str),
     ("fips", Type::Bool),
     ("dual_stack", Type::Bool),
@@ -63,6 +63,14 @@ const KEYS: [(&str, Type); 24] = [
     ("limits.idle_timeout", Type::Str),
     ("log.format", Type::Str),
     ("log.level", Type::Str),
+    ("cluster.nats", Type::Str),
+    ("cluster.instance", Type::Str),
+    ("cluster.token_file", Type::Str),
+    ("cluster.key_file", Type::Str),
+    ("cluster.bucket", Type::Str),
+    ("cluster.stream", Type::Str),
+    ("cluster.subject", Type::Str),
+    ("cluster.instance_ttl", Type::Str),
 ];
 
 /// The environment as a figment provider; values keep the variable's name for errors.

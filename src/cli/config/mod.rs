@@ -8,6 +8,7 @@
 //! environment names, [`limits`] for the rate-limit defaults and the shared
 //! SendMessage/SendEvent bucket, [`duration`] for how durations are written.
 
+mod cluster;
 mod consumers;
 pub mod duration;
 pub mod env;
@@ -69,6 +70,8 @@ pub struct DaemonConfig {
     pub sessions: Vec<SessionSpec>,
     /// `[[consumers]]`: webhook and NATS consumers of the journal (secrets read).
     pub consumers: Vec<crate::sink::consumer::ConsumerConfig>,
+    /// `[cluster]`, when set: the sessions are shared through NATS JetStream.
+    pub cluster: Option<crate::cluster::ClusterConfig>,
 }
 
 /// Where the service is: `region` (with `fips`/`dual_stack`) or `endpoint`.

@@ -56,6 +56,8 @@ pub struct RawConfig {
     pub sessions: Vec<RawSession>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub consumers: Vec<super::consumers::RawConsumer>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<super::cluster::RawCluster>,
 }
 
 #[derive(Debug, Default, Deserialize, Serialize)]

@@ -70,6 +70,14 @@ impl DaemonConfig {
         line("limits.max_streams", cap.max_streams.to_string());
         line("limits.header_timeout", display(cap.header_timeout));
         line("limits.idle_timeout", display(cap.idle_timeout));
+        if let Some(c) = &self.cluster {
+            line("cluster.nats", c.nats.clone());
+            line("cluster.instance", c.instance.clone());
+            line("cluster.bucket", c.bucket.clone());
+            line("cluster.stream", c.stream.clone());
+            line("cluster.subject", c.subject.clone());
+            line("cluster.instance_ttl", display(c.instance_ttl));
+        }
         for c in &self.consumers {
             let target = match &c.target {
                 crate::sink::consumer::TargetConfig::Webhook(w) => format!("POST {}", w.url),

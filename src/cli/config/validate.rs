@@ -94,6 +94,7 @@ pub(super) fn validate(
         state_dir: &state_dir,
     };
     let consumers = super::consumers::consumers(&raw.consumers, &files, p);
+    let cluster = super::cluster::cluster(raw.cluster.as_ref(), fig, &resolve, p);
     if !problems.is_empty() {
         return Err(ConfigError::new(problems));
     }
@@ -121,6 +122,7 @@ pub(super) fn validate(
         },
         sessions,
         consumers,
+        cluster,
     })
 }
 
