@@ -239,7 +239,7 @@ async fn instances_share_the_chats_and_take_over_without_loss() {
     };
     let dir = tempfile::tempdir().unwrap();
     let nats_port = free_port();
-    let _nats = start_nats(&nats_bin, nats_port, &dir.path().join("nats")).await;
+    let mut nats = start_nats(&nats_bin, nats_port, &dir.path().join("nats")).await;
     std::fs::write(dir.path().join("cluster.key"), "5f".repeat(32)).unwrap();
     let emu = std::sync::Arc::new(emulator(Timing::default()).await);
     let chats: Vec<CreatedChat> = (0..SESSIONS).map(|i| emu.create_chat(&format!("C{i}"))).collect();
@@ -336,6 +336,24 @@ async fn instances_share_the_chats_and_take_over_without_loss() {
         "i1 left; its sessions live again {took:?} later ({:?} after SIGTERM)",
         leaving.elapsed()
     );
+
+    // NATS goes away for a while: the sessions keep running, their Items wait in the
+    // local journals and reach the stream once it is back; nothing is taken over.
+    nats.kill().await.unwrap();
+    let _ = nats.wait().await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let during: Vec<usize> = chats
+        .iter()
+        .map(|c| open_sockets(&emu, &c.participant_id))
+        .collect();
+    assert!(
+        during.iter().all(|&n| n == 1),
+        "every chat still has its one socket while NATS is away"
+    );
+    nats = start_nats(&nats_bin, nats_port, &dir.path().join("nats")).await;
+    let took = all_live_on(&i3, &["i3", "i4"], Duration::from_secs(30)).await;
+    eprintln!("NATS back; every session still live on i3/i4 ({took:?})");
+    tokio::time::sleep(Duration::from_secs(2)).await;
 
     publishing.store(false, std::sync::atomic::Ordering::Relaxed);
     let published = publisher.await.unwrap();

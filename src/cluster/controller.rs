@@ -55,8 +55,7 @@ async fn connect(cluster: &Cluster) -> Result<Connected, String> {
         .get_or_create_stream(stream_config(cfg))
         .await
         .map_err(|e| format!("cannot create the stream {:?}: {e}", cfg.stream))?;
-    let _ = cluster.store.set(sessions);
-    let _ = cluster.instances.set(instances.clone());
+    cluster.connected(sessions, instances.clone());
     Ok(Connected { instances, stream })
 }
 
@@ -129,10 +128,21 @@ pub async fn run(
         delay = Duration::from_millis(250);
         tracing::info!(instance = %cluster.instance(), nats = %cluster.cfg.nats, "joined the cluster");
         for (name, new) in &configured {
+            if cluster.entry(name).is_some() {
+                continue;
+            }
             let entry = cluster.new_entry(new, name);
-            match cluster.create(&entry).await {
-                Ok(true) => tracing::info!(session = %name, "registered a configured session"),
-                Ok(false) => {}
+            match cluster.register(&entry).await {
+                Ok(super::Registered::Created) => {
+                    tracing::info!(session = %name, "registered a configured session")
+                }
+                Ok(super::Registered::NameTaken) => {}
+                Ok(super::Registered::Held(other)) if other.name != *name => tracing::warn!(
+                    session = %name,
+                    held_by = %other.name,
+                    "the token of this configured session is followed as another session; not added twice"
+                ),
+                Ok(super::Registered::Held(_)) => {}
                 Err(e) => tracing::warn!(session = %name, error = %e, "cannot register a configured session"),
             }
         }
@@ -152,13 +162,14 @@ async fn follow(
     c: &Connected,
     stop: &mut watch::Receiver<bool>,
 ) -> Result<(), ClusterError> {
-    let store = cluster.store()?.clone();
+    let store = cluster.store()?;
     let mut watch = store
         .watch_with_history(">")
         .await
         .map_err(|e| ClusterError::Nats(e.to_string()))?;
     let nats = |e: &dyn std::fmt::Display| ClusterError::Nats(e.to_string());
     let beat_every = cluster.cfg.instance_ttl / 3;
+    let mut gone = Gone::new(cluster.cfg.instance_ttl);
     let mut last_beat: Option<tokio::time::Instant> = None;
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -191,11 +202,56 @@ async fn follow(
         }
         live.insert(cluster.cfg.instance.clone());
         *cluster.live.lock().expect("live lock") = live.clone();
-        reconcile(cluster, daemon, &c.stream, &live).await?;
+        gone.observe(
+            &live,
+            cluster.entries().iter().filter_map(|(e, _)| e.owner.as_deref()),
+        );
+        reconcile(cluster, daemon, &c.stream, &live, &gone).await?;
+    }
+}
+
+/// Which owners are gone for good. An instance key missing from the bucket is not
+/// enough: right after this instance (re)connects, or after the NATS server restarted
+/// and dropped expired keys, a live instance may not have refreshed its key yet. An
+/// owner counts as gone once this instance, connected for a whole `instance_ttl`, has
+/// seen its key missing for half of one more: a live instance refreshes every third.
+struct Gone {
+    ttl: Duration,
+    connected_at: tokio::time::Instant,
+    missing_since: std::collections::BTreeMap<String, tokio::time::Instant>,
+}
+
+impl Gone {
+    fn new(ttl: Duration) -> Gone {
+        Gone {
+            ttl,
+            connected_at: tokio::time::Instant::now(),
+            missing_since: Default::default(),
+        }
+    }
+
+    fn observe<'a>(&mut self, live: &BTreeSet<String>, owners: impl Iterator<Item = &'a str>) {
+        let now = tokio::time::Instant::now();
+        let missing: BTreeSet<&str> = owners.filter(|o| !live.contains(*o)).collect();
+        self.missing_since.retain(|o, _| missing.contains(o.as_str()));
+        for o in missing {
+            self.missing_since.entry(o.to_string()).or_insert(now);
+        }
+    }
+
+    fn is_gone(&self, owner: &str) -> bool {
+        self.connected_at.elapsed() >= self.ttl
+            && self
+                .missing_since
+                .get(owner)
+                .is_some_and(|t| t.elapsed() >= self.ttl / 2)
     }
 }
 
 fn apply(cluster: &Cluster, e: kv::Entry) {
+    if e.key.starts_with(super::TOKEN_PREFIX) {
+        return;
+    }
     match e.operation {
         kv::Operation::Put => match SessionEntry::from_bytes(&e.value) {
             Some(entry) => cluster.seen(entry, e.revision),
@@ -211,6 +267,7 @@ async fn reconcile(
     daemon: &Arc<Daemon>,
     stream: &stream::Stream,
     live: &BTreeSet<String>,
+    gone: &Gone,
 ) -> Result<(), ClusterError> {
     let me = cluster.cfg.instance.clone();
     let metrics = crate::metrics::global();
@@ -236,7 +293,7 @@ async fn reconcile(
             Some(s) if entry.disconnect => {
                 let _ = daemon.remove(&name, true).await;
                 drop(s);
-                if let Err(e) = cluster.delete(&name).await {
+                if let Err(e) = cluster.delete(&entry).await {
                     tracing::warn!(session = %name, error = %e, "cannot delete a disconnected session");
                 }
             }
@@ -255,7 +312,7 @@ async fn reconcile(
             None => {
                 let free = match entry.owner.as_deref() {
                     None => true,
-                    Some(o) => o == me || !live.contains(o),
+                    Some(o) => o == me || gone.is_gone(o),
                 };
                 if should && free {
                     take(cluster, daemon, stream, entry, revision).await?;
@@ -444,7 +501,8 @@ pub async fn release_all(cluster: &Cluster, daemon: &Daemon) {
             }
         }
     }
-    if let Some(instances) = cluster.instances.get() {
+    let instances = cluster.instances.read().expect("store lock").clone();
+    if let Some(instances) = instances {
         let _ = instances.delete(&me).await;
     }
     tracing::info!(instance = %me, "left the cluster");

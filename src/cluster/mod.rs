@@ -25,7 +25,7 @@ use crate::secret::Secret;
 use async_nats::jetstream::kv;
 use entry::{ClusterKey, SessionEntry};
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Mutex, RwLock};
 use std::time::Duration;
 
 /// The default `[cluster] bucket`.
@@ -128,15 +128,33 @@ pub fn publisher(
     }
 }
 
+/// Keys of the sessions bucket that claim a token rather than hold a session (`=` is
+/// not allowed in session names, so the two never meet).
+pub const TOKEN_PREFIX: &str = "token=";
+
+fn token_key(fingerprint: &str) -> String {
+    format!("{TOKEN_PREFIX}{fingerprint}")
+}
+
+/// What [`Cluster::register`] did.
+#[derive(Debug)]
+pub enum Registered {
+    Created,
+    /// Another session holds this token.
+    Held(Box<SessionEntry>),
+    /// The name is another session's.
+    NameTaken,
+}
+
 /// What the control API asks of the cluster, and what its controller keeps current.
 pub struct Cluster {
     pub cfg: ClusterConfig,
     /// Every session of the cluster as the bucket says, with its key's revision.
     cache: Mutex<BTreeMap<String, (SessionEntry, u64)>>,
     /// The bucket, once connected.
-    store: OnceLock<kv::Store>,
+    store: RwLock<Option<kv::Store>>,
     /// The bucket of live instances, once connected.
-    instances: OnceLock<kv::Store>,
+    instances: RwLock<Option<kv::Store>>,
     /// Live instances, as last read.
     live: Mutex<BTreeSet<String>>,
     /// Wakes the controller (a change in the bucket, a session added here).
@@ -166,8 +184,8 @@ impl Cluster {
         Cluster {
             cfg,
             cache: Mutex::new(BTreeMap::new()),
-            store: OnceLock::new(),
-            instances: OnceLock::new(),
+            store: RwLock::new(None),
+            instances: RwLock::new(None),
             live: Mutex::new(BTreeSet::new()),
             wake: tokio::sync::Notify::new(),
         }
@@ -175,15 +193,26 @@ impl Cluster {
 
     /// True once the controller has reached NATS (and since).
     pub fn is_connected(&self) -> bool {
-        self.store.get().is_some()
+        self.store.read().expect("store lock").is_some()
     }
 
     pub fn instance(&self) -> &str {
         &self.cfg.instance
     }
 
-    fn store(&self) -> Result<&kv::Store, ClusterError> {
-        self.store.get().ok_or(ClusterError::Unavailable)
+    /// The sessions bucket of the current connection.
+    fn store(&self) -> Result<kv::Store, ClusterError> {
+        self.store
+            .read()
+            .expect("store lock")
+            .clone()
+            .ok_or(ClusterError::Unavailable)
+    }
+
+    /// The buckets of a new connection.
+    fn connected(&self, sessions: kv::Store, instances: kv::Store) {
+        *self.store.write().expect("store lock") = Some(sessions);
+        *self.instances.write().expect("store lock") = Some(instances);
     }
 
     /// The entry of `name` with its revision, as last seen.
@@ -259,6 +288,53 @@ impl Cluster {
         }
     }
 
+    /// Registers a new session, claiming its token first (a key `token=FINGERPRINT`
+    /// naming the session, created only if absent), so that the same token added at
+    /// once through two instances gives one session.
+    pub async fn register(&self, entry: &SessionEntry) -> Result<Registered, ClusterError> {
+        let store = self.store()?;
+        let nats = |e: &dyn std::fmt::Display| ClusterError::Nats(e.to_string());
+        let index = token_key(&entry.fingerprint);
+        let name: axum::body::Bytes = entry.name.clone().into_bytes().into();
+        match store.create(&index, name.clone()).await {
+            Ok(_) => {}
+            Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => {
+                let holder = store.get(&index).await.map_err(|e| nats(&e))?;
+                let holder = holder.map(|b| String::from_utf8_lossy(&b).into_owned());
+                if let Some(holder) = holder {
+                    if let Some(held) = self.fetch(&holder).await? {
+                        return Ok(Registered::Held(Box::new(held)));
+                    }
+                }
+                // The session that held it is gone: the token is free again.
+                store.put(&index, name).await.map_err(|e| nats(&e))?;
+            }
+            Err(e) => return Err(nats(&e)),
+        }
+        if self.create(entry).await? {
+            Ok(Registered::Created)
+        } else {
+            let _ = store.delete(&index).await;
+            Ok(Registered::NameTaken)
+        }
+    }
+
+    /// The entry of `name` as the bucket holds it now (and remembered).
+    async fn fetch(&self, name: &str) -> Result<Option<SessionEntry>, ClusterError> {
+        let found = self
+            .store()?
+            .entry(name)
+            .await
+            .map_err(|e| ClusterError::Nats(e.to_string()))?;
+        Ok(found
+            .filter(|e| e.operation == kv::Operation::Put)
+            .and_then(|e| Some((SessionEntry::from_bytes(&e.value)?, e.revision)))
+            .map(|(entry, revision)| {
+                self.seen(entry.clone(), revision);
+                entry
+            }))
+    }
+
     /// Replaces the entry at `revision` (compare-and-set): the new revision, or `None`
     /// when someone else changed it first.
     pub async fn update(&self, entry: &SessionEntry, revision: u64) -> Result<Option<u64>, ClusterError> {
@@ -274,12 +350,15 @@ impl Cluster {
     }
 
     /// Deletes a session's entry: its owner stops following it.
-    pub async fn delete(&self, name: &str) -> Result<(), ClusterError> {
-        self.store()?
-            .delete(name)
+    pub async fn delete(&self, entry: &SessionEntry) -> Result<(), ClusterError> {
+        let store = self.store()?;
+        store
+            .delete(&entry.name)
             .await
             .map_err(|e| ClusterError::Nats(e.to_string()))?;
-        self.cache.lock().expect("cache lock").remove(name);
+        // The token may be added again (a leftover claim would be taken over anyway).
+        let _ = store.delete(token_key(&entry.fingerprint)).await;
+        self.cache.lock().expect("cache lock").remove(&entry.name);
         self.wake.notify_one();
         Ok(())
     }

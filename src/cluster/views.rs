@@ -4,7 +4,7 @@
 //! last reported it in the bucket (counters are the owner's to show).
 
 use super::entry::SessionEntry;
-use super::{Cluster, ClusterError};
+use super::{Cluster, ClusterError, Registered};
 use crate::daemon::{Daemon, DaemonError, NewSession};
 use serde_json::{json, Value};
 
@@ -63,10 +63,10 @@ impl Cluster {
             None => format!("session-{:08x}", fastrand::u32(..)),
         };
         let entry = self.new_entry(&new, &name);
-        match self.create(&entry).await {
-            Ok(true) => Ok((remote(&entry), true)),
-            Ok(false) => Err(DaemonError::NameTaken(name)),
-            Err(e) => Err(unavailable(e)),
+        match self.register(&entry).await.map_err(unavailable)? {
+            Registered::Created => Ok((remote(&entry), true)),
+            Registered::Held(existing) => Ok((self.view(daemon, &existing), false)),
+            Registered::NameTaken => Err(DaemonError::NameTaken(name)),
         }
     }
 
@@ -91,7 +91,7 @@ impl Cluster {
         if owner_here {
             let _ = daemon.remove(name, disconnect).await;
         }
-        self.delete(name).await.map_err(unavailable)
+        self.delete(&entry).await.map_err(unavailable)
     }
 }
 
