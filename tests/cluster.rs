@@ -350,7 +350,7 @@ async fn instances_share_the_chats_and_take_over_without_loss() {
         during.iter().all(|&n| n == 1),
         "every chat still has its one socket while NATS is away"
     );
-    nats = start_nats(&nats_bin, nats_port, &dir.path().join("nats")).await;
+    let _restarted = start_nats(&nats_bin, nats_port, &dir.path().join("nats")).await;
     let took = all_live_on(&i3, &["i3", "i4"], Duration::from_secs(30)).await;
     eprintln!("NATS back; every session still live on i3/i4 ({took:?})");
     tokio::time::sleep(Duration::from_secs(2)).await;
