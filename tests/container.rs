@@ -3,13 +3,15 @@
 //! The `Dockerfile` copies the binary into `gcr.io/distroless/cc-debian12:nonroot`
 //! (glibc, libgcc, a CA bundle, no shell) and runs it as uid 65532 on a read-only root;
 //! `deploy/kubernetes/` mounts the configuration, the token secret, the state volume and
-//! the shared control-socket directory. This test builds the same shape by hand: a root
+//! the shared control-socket directory. The first test builds the same shape by hand: a root
 //! filesystem in a temporary directory holding only the binary, the shared libraries
 //! `ldd` names (with the dynamic loader), the CA bundle, the configuration and a token
 //! file — no shell, no `/etc/passwd`, no `/proc`, no `/dev`, no `/tmp` — bind-mounted
 //! read-only in a private mount namespace (`unshare --mount`), with only the state
 //! directory and the control-socket directory writable, and runs `connect-chatd run` in
-//! it with `chroot --userspec=65532:65532` under `setpriv --no-new-privs`. The network
+//! it with `chroot --userspec=65532:65532` under `setpriv --no-new-privs` — the
+//! Dockerfile's ENTRYPOINT and CMD, with the ConfigMap's TOML (only its endpoint and
+//! probe port changed, through the environment, and stdout turned on). The network
 //! namespace is shared, so the daemon reaches the in-process emulator on loopback and
 //! the test reaches the daemon's probe listener (on `0.0.0.0`, as in the pod) and its
 //! control socket (through the host side of the shared directory, as the application
@@ -17,6 +19,13 @@
 //!
 //! It needs root (`unshare --mount`, `mount`, `chroot`) and util-linux's `unshare`,
 //! `mount` and `setpriv`; without them it prints why and passes (SKIPPED).
+//!
+//! The second test parses the manifests with Python's PyYAML and checks that they fit
+//! the daemon and the image: mount paths against the ConfigMap's TOML, the probes
+//! against `http.listen`, the securityContext, the Secret's keys; with
+//! `kubernetes-validate` on PATH (`.ci/run` installs both) also against the Kubernetes
+//! schemas, and with `kubectl` the kustomization. Without python3 and PyYAML it prints
+//! why and passes (SKIPPED).
 
 #![cfg(target_os = "linux")]
 
@@ -36,10 +45,73 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 
 /// distroless's `nonroot` user and group.
 const UID: u32 = 65532;
+/// The pod's mounts (deploy/kubernetes/deployment.yaml).
+const CONFIG_DIR: &str = "/etc/connect-chatd";
+const SECRETS: &str = "/run/secrets/connect-chatd";
 const STATE: &str = "/var/lib/connect-chatd";
 const RUN: &str = "/run/connect-chatd";
-const CONFIG: &str = "/etc/connect-chatd/connect-chatd.toml";
-const TOKEN: &str = "/run/secrets/connect-chatd/chat-1.token";
+
+fn repo_file(path: &str) -> String {
+    let full = Path::new(env!("CARGO_MANIFEST_DIR")).join(path);
+    std::fs::read_to_string(&full).unwrap_or_else(|e| panic!("{}: {e}", full.display()))
+}
+
+/// The final stage of the Dockerfile: its base image, USER, and ENTRYPOINT + CMD (exec
+/// form, JSON arrays).
+struct Image {
+    base: String,
+    user: String,
+    argv: Vec<String>,
+}
+
+fn dockerfile() -> Image {
+    let text = repo_file("Dockerfile");
+    let last = |key: &str| {
+        text.lines()
+            .filter_map(|l| l.strip_prefix(key))
+            .last()
+            .unwrap_or_else(|| panic!("the Dockerfile has a {key}line"))
+            .trim()
+            .to_string()
+    };
+    let array = |key: &str| -> Vec<String> {
+        serde_json::from_str(&last(key)).unwrap_or_else(|e| panic!("{key}is an exec-form array: {e}"))
+    };
+    let mut argv = array("ENTRYPOINT ");
+    argv.extend(array("CMD "));
+    Image {
+        base: last("FROM "),
+        user: last("USER "),
+        argv,
+    }
+}
+
+/// The TOML under `connect-chatd.toml: |` in deploy/kubernetes/configmap.yaml (the
+/// block scalar, de-indented; the manifests test checks it against PyYAML's reading).
+fn configmap_toml() -> String {
+    let yaml = repo_file("deploy/kubernetes/configmap.yaml");
+    let mut lines = yaml.lines().skip_while(|l| l.trim() != "connect-chatd.toml: |");
+    let key = lines
+        .next()
+        .expect("configmap.yaml has a connect-chatd.toml block");
+    let indent = key.len() - key.trim_start().len() + 2;
+    let mut toml = String::new();
+    for l in lines {
+        if !l.trim().is_empty() && l.len() - l.trim_start().len() < indent {
+            break;
+        }
+        toml.push_str(l.get(indent..).unwrap_or(""));
+        toml.push('\n');
+    }
+    toml.trim_end().to_string() + "\n"
+}
+
+fn parse_toml(text: &str) -> Value {
+    use figment::providers::Format;
+    figment::Figment::from(figment::providers::Toml::string(text))
+        .extract()
+        .expect("the TOML parses")
+}
 
 extern "C" {
     fn geteuid() -> u32;
@@ -196,8 +268,16 @@ async fn runs_in_a_minimal_read_only_root_as_nonroot() {
     }
 
     // The root: what the image holds, and what the pod mounts into it.
+    let image = dockerfile();
+    assert!(
+        image.base.starts_with("gcr.io/distroless/cc-debian12"),
+        "{}",
+        image.base
+    );
+    assert_eq!(image.user, format!("{UID}:{UID}"));
+    let entrypoint = image.argv[0].clone();
     let bin = env!("CARGO_BIN_EXE_connect-chatd");
-    install(&root, Path::new(bin), "/usr/local/bin/connect-chatd", 0o755);
+    install(&root, Path::new(bin), &entrypoint, 0o755);
     let libs = shared_libraries(bin);
     for lib in &libs {
         install(&root, lib, lib.to_str().unwrap(), 0o755);
@@ -206,27 +286,36 @@ async fn runs_in_a_minimal_read_only_root_as_nonroot() {
     if ca.exists() {
         install(&root, ca, ca.to_str().unwrap(), 0o644);
     }
-    let port = free_port();
-    let config = format!(
-        "endpoint = \"{}\"\nstate_dir = \"{STATE}\"\nstdout = true\n\
-         [log]\nformat = \"json\"\n\
-         [http]\nlisten = \"0.0.0.0:{port}\"\n\
-         [control]\nlisten = \"unix:{RUN}/control.sock\"\n\
-         [[sessions]]\nname = \"chat-1\"\nparticipant_token_file = \"{TOKEN}\"\n",
-        emu.endpoint()
-    );
+    let config_path = image
+        .argv
+        .iter()
+        .skip_while(|a| *a != "--config")
+        .nth(1)
+        .expect("CMD gives --config");
+    assert_eq!(Path::new(config_path).parent(), Some(Path::new(CONFIG_DIR)));
+    let toml = configmap_toml();
+    let config = parse_toml(&toml);
+    assert_eq!(config["state_dir"], STATE);
+    assert_eq!(config["control"]["listen"], format!("unix:{RUN}/control.sock"));
+    assert_eq!(config["log"]["format"], "json");
+    let token_path = config["sessions"][0]["participant_token_file"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(token_path.starts_with(&format!("{SECRETS}/")), "{token_path}");
+    let session = config["sessions"][0]["name"].as_str().unwrap().to_string();
     let staged = dir.path().join("staged");
     std::fs::create_dir(&staged).unwrap();
-    std::fs::write(staged.join("config"), config).unwrap();
+    std::fs::write(staged.join("config"), &toml).unwrap();
     std::fs::write(
         staged.join("token"),
         format!("{}\n", chat.participant_token.expose()),
     )
     .unwrap();
-    install(&root, &staged.join("config"), CONFIG, 0o644);
+    install(&root, &staged.join("config"), config_path, 0o644);
     // As a Secret volume with `fsGroup: 65532` and `defaultMode: 0440` shows it.
-    install(&root, &staged.join("token"), TOKEN, 0o440);
-    let token_in_root = root.join(TOKEN.trim_start_matches('/'));
+    install(&root, &staged.join("token"), &token_path, 0o440);
+    let token_in_root = root.join(token_path.trim_start_matches('/'));
     std::os::unix::fs::chown(&token_in_root, Some(0), Some(UID)).unwrap();
     for mount_point in [STATE, RUN] {
         std::fs::create_dir_all(root.join(mount_point.trim_start_matches('/'))).unwrap();
@@ -240,21 +329,35 @@ async fn runs_in_a_minimal_read_only_root_as_nonroot() {
     // then the image's ENTRYPOINT + CMD as uid/gid 65532, no new privileges. (The shell
     // runs outside the root, before the chroot.)
     let script = r#"set -e
-mount --bind "$1" "$1"
-mount -o remount,bind,ro "$1"
-mount --bind "$2" "$1/var/lib/connect-chatd"
-mount --bind "$3" "$1/run/connect-chatd"
-shift 3
-exec setpriv --no-new-privs chroot --userspec=65532:65532 --groups=65532 "$@""#;
+root=$1 state=$2 run=$3
+mount --bind "$root" "$root"
+mount -o remount,bind,ro "$root"
+mount --bind "$state" "$root$4"
+mount --bind "$run" "$root$5"
+shift 5
+exec setpriv --no-new-privs chroot --userspec=65532:65532 --groups=65532 "$root" "$@""#;
+    let port = free_port();
     let mut child = tokio::process::Command::new("unshare")
-        .args(["--mount", "--propagation", "private", "--", "sh", "-c", script, "sh"])
-        .arg(&root)
-        .arg(&state)
-        .arg(&run)
-        .arg(&root)
-        .args(["/usr/local/bin/connect-chatd", "run", "--config", CONFIG])
+        .args([
+            "--mount",
+            "--propagation",
+            "private",
+            "--",
+            "sh",
+            "-c",
+            script,
+            "sh",
+        ])
+        .args([&root, &state, &run])
+        .args([STATE, RUN])
+        .args(&image.argv)
         .env_clear()
         .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+        // The layers above the file: the emulator instead of the region, a free port
+        // instead of 9100, and the Items on stdout too.
+        .env("CONNECT_CHATD_ENDPOINT", emu.endpoint())
+        .env("CONNECT_CHATD_HTTP__LISTEN", format!("0.0.0.0:{port}"))
+        .env("CONNECT_CHATD_STDOUT", "true")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -265,7 +368,10 @@ exec setpriv --no-new-privs chroot --userspec=65532:65532 --groups=65532 "$@""#;
     let stdout = Arc::new(Mutex::new(Vec::<String>::new()));
     let stderr = Arc::new(Mutex::new(Vec::<String>::new()));
     for (lines, pipe) in [
-        (stdout.clone(), Box::new(child.stdout.take().unwrap()) as Box<dyn tokio::io::AsyncRead + Send + Unpin>),
+        (
+            stdout.clone(),
+            Box::new(child.stdout.take().unwrap()) as Box<dyn tokio::io::AsyncRead + Send + Unpin>,
+        ),
         (stderr.clone(), Box::new(child.stderr.take().unwrap())),
     ] {
         tokio::spawn(async move {
@@ -337,7 +443,7 @@ exec setpriv --no-new-privs chroot --userspec=65532:65532 --groups=65532 "$@""#;
             .unwrap()
             .iter()
             .map(|l| serde_json::from_str::<Value>(l).expect("stdout is JSON lines"))
-            .filter(|v| v["session"] == "chat-1")
+            .filter(|v| v["session"] == session.as_str())
             .filter_map(|v| v["item"]["Id"].as_str().map(str::to_string))
             .collect();
         if seen.contains(&two) {
@@ -363,11 +469,11 @@ exec setpriv --no-new-privs chroot --userspec=65532:65532 --groups=65532 "$@""#;
         (UID, 0o600),
         "the socket is the pod user's, mode 0600"
     );
-    let session = common::daemon::unix_get(&sock, "/v1/sessions/chat-1").await;
-    assert!(session.contains(r#""state":"live""#), "{session}");
+    let view = common::daemon::unix_get(&sock, &format!("/v1/sessions/{session}")).await;
+    assert!(view.contains(r#""state":"live""#), "{view}");
     let items = sse_until(&sock, "/v1/items?from=start", &[&one, &two]).await;
     assert!(
-        items.contains(&format!("id: chat-1/{one}")) && items.contains(&format!("id: chat-1/{two}")),
+        items.contains(&format!("id: {session}/{one}")) && items.contains(&format!("id: {session}/{two}")),
         "GET /v1/items over the shared socket: {items}"
     );
 
@@ -398,4 +504,218 @@ exec setpriv --no-new-privs chroot --userspec=65532:65532 --groups=65532 "$@""#;
         before.values().filter(|s| **s > 0).count(),
         libs.len()
     );
+}
+
+/// Runs `python3` with PyYAML over `files`: every document of each as JSON, or why not.
+fn yaml_documents(files: &[PathBuf]) -> Result<Vec<(String, Vec<Value>)>, String> {
+    const SCRIPT: &str = "import json, sys, yaml\n\
+        print(json.dumps([[f, list(yaml.safe_load_all(open(f)))] for f in sys.argv[1:]]))";
+    let out = Command::new("python3")
+        .arg("-c")
+        .arg("import yaml")
+        .output()
+        .map_err(|e| format!("python3 does not run: {e}"))?;
+    if !out.status.success() {
+        return Err("PyYAML is not installed (pip install pyyaml, or apt-get install python3-yaml)".into());
+    }
+    let out = Command::new("python3")
+        .arg("-c")
+        .arg(SCRIPT)
+        .args(files)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "a manifest is not valid YAML:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(serde_json::from_slice(&out.stdout).unwrap())
+}
+
+fn by_name<'a>(list: &'a Value, name: &str) -> &'a Value {
+    list.as_array()
+        .and_then(|l| l.iter().find(|x| x["name"] == name))
+        .unwrap_or_else(|| panic!("no {name} in {list}"))
+}
+
+#[test]
+fn kubernetes_manifests_fit_the_daemon_and_the_image() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/kubernetes");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "yaml"))
+        .collect();
+    files.sort();
+    let docs = match yaml_documents(&files) {
+        Ok(d) => d,
+        Err(why) => {
+            eprintln!(
+                "\n*** SKIPPED container::kubernetes_manifests_fit_the_daemon_and_the_image: {why} ***\n"
+            );
+            return;
+        }
+    };
+    let mut kinds = BTreeMap::new();
+    for (file, list) in &docs {
+        for d in list {
+            let kind = d["kind"]
+                .as_str()
+                .unwrap_or_else(|| panic!("{file}: a document without kind"));
+            assert!(kinds.insert(kind.to_string(), d.clone()).is_none(), "one {kind}");
+        }
+    }
+    let kind = |k: &str| {
+        kinds
+            .get(k)
+            .unwrap_or_else(|| panic!("no {k} in deploy/kubernetes"))
+    };
+    let (configmap, secret, pvc, deployment) = (
+        kind("ConfigMap"),
+        kind("Secret"),
+        kind("PersistentVolumeClaim"),
+        kind("Deployment"),
+    );
+    let resources = kind("Kustomization")["resources"].as_array().unwrap();
+    for f in ["configmap.yaml", "pvc.yaml", "deployment.yaml"] {
+        assert!(resources.iter().any(|r| r == f), "kustomization.yaml lists {f}");
+    }
+    assert!(
+        !resources.iter().any(|r| r == "secret.example.yaml"),
+        "the example Secret is never applied over a real one"
+    );
+
+    // The ConfigMap's TOML is the one the chroot test runs, and it fits the mounts.
+    let toml = configmap["data"]["connect-chatd.toml"].as_str().unwrap();
+    assert_eq!(
+        toml,
+        configmap_toml(),
+        "configmap_toml() reads the block as YAML does"
+    );
+    let config = parse_toml(toml);
+    let listen = config["http"]["listen"].as_str().expect("http.listen is set");
+    let addr: std::net::SocketAddr = listen.parse().unwrap();
+    assert!(
+        addr.ip().is_unspecified(),
+        "the kubelet probes the pod IP: {listen}"
+    );
+
+    let pod = &deployment["spec"]["template"]["spec"];
+    assert_eq!(deployment["spec"]["replicas"], 1);
+    assert_eq!(deployment["spec"]["strategy"]["type"], "Recreate");
+    let image = dockerfile();
+    let ctx = &pod["securityContext"];
+    assert_eq!(ctx["runAsNonRoot"], true);
+    assert_eq!(format!("{}:{}", ctx["runAsUser"], ctx["runAsGroup"]), image.user);
+    assert_eq!(ctx["fsGroup"], UID);
+    assert_eq!(ctx["seccompProfile"]["type"], "RuntimeDefault");
+    let sidecar = by_name(&pod["initContainers"], "connect-chatd");
+    assert_eq!(sidecar["restartPolicy"], "Always", "a native sidecar");
+    assert!(
+        sidecar.get("command").is_none() && sidecar.get("args").is_none(),
+        "the image's ENTRYPOINT and CMD run: {:?}",
+        image.argv
+    );
+    let app = by_name(&pod["containers"], "app");
+    for c in [sidecar, app] {
+        let s = &c["securityContext"];
+        assert_eq!(s["allowPrivilegeEscalation"], false, "{}", c["name"]);
+        assert_eq!(s["readOnlyRootFilesystem"], true, "{}", c["name"]);
+        assert_eq!(
+            s["capabilities"]["drop"],
+            serde_json::json!(["ALL"]),
+            "{}",
+            c["name"]
+        );
+        assert_eq!(s["seccompProfile"]["type"], "RuntimeDefault", "{}", c["name"]);
+    }
+
+    // The probes: /healthz live, /readyz ready, on the port http.listen binds.
+    let port = by_name(&sidecar["ports"], "probes")["containerPort"]
+        .as_u64()
+        .unwrap();
+    assert_eq!(port, u64::from(addr.port()));
+    for (probe, path) in [
+        ("startupProbe", "/healthz"),
+        ("livenessProbe", "/healthz"),
+        ("readinessProbe", "/readyz"),
+    ] {
+        let get = &sidecar[probe]["httpGet"];
+        assert_eq!(get["path"], path, "{probe}");
+        assert!(get["port"] == "probes" || get["port"] == port, "{probe}");
+    }
+
+    // The mounts against the configuration and the image's CMD.
+    let mount = |c: &Value, volume: &str| by_name(&c["volumeMounts"], volume).clone();
+    let volume = |name: &str| by_name(&pod["volumes"], name).clone();
+    let config_path = image.argv.iter().skip_while(|a| *a != "--config").nth(1).unwrap();
+    let config_mount = mount(sidecar, "config");
+    assert_eq!(config_mount["mountPath"], CONFIG_DIR);
+    assert_eq!(Path::new(config_path).parent(), Some(Path::new(CONFIG_DIR)));
+    assert_eq!(config_mount["readOnly"], true);
+    let config_volume = volume("config");
+    assert_eq!(config_volume["configMap"]["name"], configmap["metadata"]["name"]);
+    let file_name = Path::new(config_path).file_name().unwrap().to_str().unwrap();
+    assert!(
+        configmap["data"].get(file_name).is_some(),
+        "the ConfigMap's key is {file_name}"
+    );
+
+    let tokens = mount(sidecar, "tokens");
+    assert_eq!(tokens["mountPath"], SECRETS);
+    assert_eq!(tokens["readOnly"], true);
+    let tokens_volume = volume("tokens");
+    assert_eq!(tokens_volume["secret"]["secretName"], secret["metadata"]["name"]);
+    assert_eq!(tokens_volume["secret"]["defaultMode"], 0o440);
+    for s in config["sessions"].as_array().unwrap() {
+        let file = s["participant_token_file"].as_str().unwrap();
+        let key = file
+            .strip_prefix(&format!("{SECRETS}/"))
+            .unwrap_or_else(|| panic!("{file} is in the Secret's mount"));
+        assert!(
+            secret["stringData"].get(key).is_some(),
+            "the example Secret has {key}"
+        );
+    }
+
+    assert_eq!(config["state_dir"], STATE);
+    assert_eq!(mount(sidecar, "state")["mountPath"], STATE);
+    assert_eq!(
+        volume("state")["persistentVolumeClaim"]["claimName"],
+        pvc["metadata"]["name"]
+    );
+
+    let control = config["control"]["listen"].as_str().unwrap();
+    assert_eq!(control, format!("unix:{RUN}/control.sock"));
+    assert_eq!(mount(sidecar, "control")["mountPath"], RUN);
+    assert_eq!(
+        mount(app, "control")["mountPath"],
+        RUN,
+        "the application mounts the socket's directory"
+    );
+    assert!(volume("control").get("emptyDir").is_some());
+    assert_eq!(config["log"]["format"], "json");
+
+    // The Kubernetes schemas and the kustomization, where the tools are installed.
+    match Command::new("kubernetes-validate")
+        .args(["--strict", "--quiet"])
+        .args(&files)
+        .output()
+    {
+        Ok(out) => assert!(
+            out.status.success(),
+            "kubernetes-validate --strict:\n{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+        Err(_) => eprintln!("*** kubernetes-validate is not installed: the schemas were not checked ***"),
+    }
+    match Command::new("kubectl").arg("kustomize").arg(&dir).output() {
+        Ok(out) => assert!(
+            out.status.success(),
+            "kubectl kustomize: {}",
+            String::from_utf8_lossy(&out.stderr)
+        ),
+        Err(_) => eprintln!("*** kubectl is not installed: the kustomization was not built ***"),
+    }
 }
