@@ -176,6 +176,23 @@ fn install(root: &Path, from: &Path, to: &str, mode: u32) {
     std::fs::set_permissions(&dest, std::fs::Permissions::from_mode(mode)).unwrap();
 }
 
+/// Writes `content` at `root` + `path` the way a ConfigMap or Secret volume shows a key:
+/// `path` -> `..data/NAME` -> `..TIMESTAMP/NAME`, the file root-owned, group `gid`.
+fn projected(root: &Path, path: &str, content: &[u8], mode: u32, gid: u32) {
+    let path = root.join(path.trim_start_matches('/'));
+    let (dir, name) = (path.parent().unwrap(), path.file_name().unwrap());
+    let stamp = dir.join("..2026_12_04_00_00_00.000000001");
+    std::fs::create_dir_all(&stamp).unwrap();
+    let file = stamp.join(name);
+    std::fs::write(&file, content).unwrap();
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(mode)).unwrap();
+    std::os::unix::fs::chown(&file, Some(0), Some(gid)).unwrap();
+    if !dir.join("..data").exists() {
+        std::os::unix::fs::symlink(stamp.file_name().unwrap(), dir.join("..data")).unwrap();
+    }
+    std::os::unix::fs::symlink(Path::new("..data").join(name), &path).unwrap();
+}
+
 /// Every path under `dir` with its size (directories as 0): what the root holds.
 fn tree(dir: &Path) -> BTreeMap<PathBuf, u64> {
     let mut out = BTreeMap::new();
@@ -304,19 +321,12 @@ async fn runs_in_a_minimal_read_only_root_as_nonroot() {
         .to_string();
     assert!(token_path.starts_with(&format!("{SECRETS}/")), "{token_path}");
     let session = config["sessions"][0]["name"].as_str().unwrap().to_string();
-    let staged = dir.path().join("staged");
-    std::fs::create_dir(&staged).unwrap();
-    std::fs::write(staged.join("config"), &toml).unwrap();
-    std::fs::write(
-        staged.join("token"),
-        format!("{}\n", chat.participant_token.expose()),
-    )
-    .unwrap();
-    install(&root, &staged.join("config"), config_path, 0o644);
-    // As a Secret volume with `fsGroup: 65532` and `defaultMode: 0440` shows it.
-    install(&root, &staged.join("token"), &token_path, 0o440);
-    let token_in_root = root.join(token_path.trim_start_matches('/'));
-    std::os::unix::fs::chown(&token_in_root, Some(0), Some(UID)).unwrap();
+    // As the kubelet lays out a ConfigMap or Secret volume: each key a symbolic link
+    // through `..data` into a timestamped directory; the Secret's files group 65532
+    // (fsGroup) with `defaultMode: 0440`.
+    projected(&root, config_path, toml.as_bytes(), 0o644, 0);
+    let token = format!("{}\n", chat.participant_token.expose());
+    projected(&root, &token_path, token.as_bytes(), 0o440, UID);
     for mount_point in [STATE, RUN] {
         std::fs::create_dir_all(root.join(mount_point.trim_start_matches('/'))).unwrap();
     }
@@ -500,8 +510,8 @@ exec setpriv --no-new-privs chroot --userspec=65532:65532 --groups=65532 "$root"
     }
     assert_eq!(tree(&root), before, "nothing was written into the root");
     eprintln!(
-        "container: ran in a root of {} files ({} shared libraries), as uid {UID}",
-        before.values().filter(|s| **s > 0).count(),
+        "container: ran in a root of {} entries ({} shared libraries), as uid {UID}",
+        before.len(),
         libs.len()
     );
 }
