@@ -69,7 +69,7 @@ fn dockerfile() -> Image {
     let last = |key: &str| {
         text.lines()
             .filter_map(|l| l.strip_prefix(key))
-            .last()
+            .next_back()
             .unwrap_or_else(|| panic!("the Dockerfile has a {key}line"))
             .trim()
             .to_string()
@@ -134,13 +134,19 @@ fn unsupported() -> Option<String> {
             return Some(format!("{tool} is not installed"));
         }
     }
+    // What the test does, on an empty directory: a private mount namespace, a
+    // read-only bind mount (a container without CAP_SYS_ADMIN fails here).
+    let dir = tempfile::tempdir().unwrap();
     let probe = Command::new("unshare")
-        .args(["--mount", "--propagation", "private", "true"])
+        .args(["--mount", "--propagation", "private", "--", "sh", "-c"])
+        .arg(r#"mount --bind "$1" "$1" && mount -o remount,bind,ro "$1""#)
+        .arg("sh")
+        .arg(dir.path())
         .output();
     match probe {
         Ok(o) if o.status.success() => None,
         Ok(o) => Some(format!(
-            "unshare --mount fails here: {}",
+            "unshare --mount with a read-only bind mount fails here: {}",
             String::from_utf8_lossy(&o.stderr).trim()
         )),
         Err(e) => Some(format!("unshare does not run: {e}")),
