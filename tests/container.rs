@@ -422,6 +422,14 @@ exec setpriv --no-new-privs chroot --userspec=65532:65532 --groups=65532 "$root"
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert_eq!(ready, Some(200), "/readyz never turned 200:\n{}", log());
+    // The same port serves Prometheus, naming no chat.
+    let metrics = reqwest::get(format!("http://127.0.0.1:{port}/metrics"))
+        .await
+        .unwrap();
+    assert_eq!(metrics.status().as_u16(), 200);
+    let metrics = metrics.text().await.unwrap();
+    assert!(metrics.contains("connect_chatd_"), "{metrics}");
+    assert!(!metrics.contains(&session), "no session named in /metrics");
 
     // The process, as the kernel sees it: uid and gid 65532, no capabilities, no new
     // privileges, its root the read-only one.
