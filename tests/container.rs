@@ -721,9 +721,13 @@ fn kubernetes_manifests_fit_the_daemon_and_the_image() {
     assert_eq!(config["log"]["format"], "json");
 
     // The Kubernetes schemas and the kustomization, where the tools are installed.
+    // With the cluster example (deploy/kubernetes/cluster/: a StatefulSet).
+    let cluster = dir.join("cluster/statefulset.yaml");
+    assert!(cluster.is_file(), "deploy/kubernetes/cluster/statefulset.yaml");
     match Command::new("kubernetes-validate")
         .args(["--strict", "--quiet"])
         .args(&files)
+        .arg(&cluster)
         .output()
     {
         Ok(out) => assert!(

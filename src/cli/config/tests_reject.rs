@@ -393,3 +393,57 @@ fn bad_capacity() {
         ],
     );
 }
+
+#[test]
+fn cluster_keys() {
+    // key_file is required, and nats.
+    let s = Setup::new(&format!("{REGION}[cluster]\ninstance = \"a b\"\n"));
+    has(
+        &s.err(&[]),
+        &[
+            "cluster.nats",
+            "is required in [cluster]",
+            "cluster.key_file",
+            "cluster.instance (in ",
+            "must be 1-64 characters",
+        ],
+    );
+    // A key that is not 32 bytes, a subject without {session}, a short TTL.
+    let s = Setup::new(&format!(
+        "{REGION}[cluster]\nnats = \"nats://127.0.0.1:4222\"\nkey_file = \"cluster.key\"\nsubject = \"chats.{{contact_id}}\"\ninstance_ttl = 1\n"
+    ));
+    std::fs::write(s.dir.path().join("cluster.key"), "abcd\n").unwrap();
+    has(
+        &s.err(&[]),
+        &[
+            "cluster.key_file",
+            "the key must be 32 bytes",
+            "cluster.subject",
+            "must contain {session}",
+            "cluster.instance_ttl",
+            "at least 3 seconds",
+        ],
+    );
+    // A good one, from the file and the environment.
+    std::fs::write(s.dir.path().join("cluster.key"), "ab".repeat(32)).unwrap();
+    let cfg = s
+        .load(&[
+            ("CONNECT_CHATD_CLUSTER__SUBJECT", "chats.{session}"),
+            ("CONNECT_CHATD_CLUSTER__INSTANCE_TTL", "6"),
+            ("CONNECT_CHATD_CLUSTER__INSTANCE", "node-1"),
+        ])
+        .unwrap();
+    let c = cfg.cluster.expect("[cluster] is on");
+    assert_eq!(
+        (c.instance.as_str(), c.subject.as_str(), c.instance_ttl.as_secs()),
+        ("node-1", "chats.{session}", 6)
+    );
+    assert_eq!(
+        (c.bucket.as_str(), c.stream.as_str()),
+        ("connect-chatd-sessions", "CONNECT_CHATD")
+    );
+    assert!(
+        !format!("{c:?}").contains(&"ab".repeat(32)),
+        "the key never prints"
+    );
+}
