@@ -93,6 +93,9 @@ fn main() -> ExitCode {
             Command::Attachment(args) => talk::attachment(args).await,
         }
     });
+    // What had to finish has (a shutdown's steps are bounded inside): a write to a
+    // stdout nobody reads may still hold a blocking thread, which must not hold the exit.
+    runtime.shutdown_timeout(std::time::Duration::from_millis(200));
     exit::code(code)
 }
 
