@@ -16,8 +16,11 @@ async fn sigterm_exits_within_shutdown_timeout_when_nothing_cooperates() {
     let emu = emulator(Timing::default()).await;
     let chats: Vec<_> = (0..3).map(|i| emu.create_chat(&format!("S{i}"))).collect();
     let dir = tempfile::tempdir().unwrap();
-    let sessions: Vec<(String, &connect_chatd::emulator::CreatedChat)> =
-        chats.iter().enumerate().map(|(i, c)| (format!("s{i}"), c)).collect();
+    let sessions: Vec<(String, &connect_chatd::emulator::CreatedChat)> = chats
+        .iter()
+        .enumerate()
+        .map(|(i, c)| (format!("s{i}"), c))
+        .collect();
     let named: Vec<(&str, &connect_chatd::emulator::CreatedChat)> =
         sessions.iter().map(|(n, c)| (n.as_str(), *c)).collect();
     let config = write_config(dir.path(), &emu, &named, "stdout = true\nshutdown_timeout = 1\n");

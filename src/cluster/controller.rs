@@ -278,6 +278,9 @@ async fn reconcile(
             daemon.release(&name).await;
         }
     }
+    // Sessions won by another instance: all their sockets close first, then their last
+    // Items are published once for all, then the owner is cleared for each.
+    let mut handing_over = Vec::new();
     for (entry, revision) in cluster.entries() {
         let name = entry.name.clone();
         let local = daemon.local(&name);
@@ -299,9 +302,8 @@ async fn reconcile(
             }
             Some(s) if !should && !s.is_finished() => {
                 tracing::info!(session = %name, "handing the session over to the instance that won it");
-                daemon.release(&name).await;
-                published(daemon).await;
-                clear_owner(cluster, &name).await?;
+                s.stop();
+                handing_over.push(name);
             }
             Some(s) => report(cluster, &entry, revision, &s.view()).await?,
             None if entry.is_finished() => {}
@@ -318,6 +320,15 @@ async fn reconcile(
                     take(cluster, daemon, stream, entry, revision).await?;
                 }
             }
+        }
+    }
+    if !handing_over.is_empty() {
+        for name in &handing_over {
+            daemon.release(name).await;
+        }
+        published().await;
+        for name in &handing_over {
+            clear_owner(cluster, name).await?;
         }
     }
     Ok(())
@@ -476,11 +487,10 @@ async fn clear_owner(cluster: &Cluster, name: &str) -> Result<(), ClusterError> 
 }
 
 /// Waits (a little) until what the journal holds is published to the stream.
-async fn published(daemon: &Daemon) {
+async fn published() {
     let metrics = crate::metrics::global();
     let position = metrics.consumer_position(PUBLISHER);
     let until = tokio::time::Instant::now() + PUBLISH_WAIT;
-    let _ = daemon;
     while position.load(std::sync::atomic::Ordering::Relaxed) < metrics.journal_head()
         && tokio::time::Instant::now() < until
     {
@@ -491,8 +501,8 @@ async fn published(daemon: &Daemon) {
 /// On shutdown, after the sessions have stopped: waits for their last Items to be
 /// published, clears this instance's ownership of each, and deletes its instance key,
 /// so the others take over at once.
-pub async fn release_all(cluster: &Cluster, daemon: &Daemon) {
-    published(daemon).await;
+pub async fn release_all(cluster: &Cluster) {
+    published().await;
     let me = cluster.instance().to_string();
     for (entry, _) in cluster.entries() {
         if entry.owner.as_deref() == Some(me.as_str()) && !entry.is_finished() {

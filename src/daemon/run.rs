@@ -314,7 +314,7 @@ pub async fn run(
     }
     if let Some(c) = &cluster {
         // Handed over while the publisher still runs, so the last Items reach the stream.
-        let released = crate::cluster::controller::release_all(c, &daemon);
+        let released = crate::cluster::controller::release_all(c);
         if tokio::time::timeout_at(deadline, released).await.is_err() {
             tracing::warn!("shutdown_timeout passed while handing the sessions over; the others take them after instance_ttl");
         }
