@@ -206,23 +206,48 @@ fn owned_by(s: &BTreeMap<String, (Option<String>, String)>, who: &str) -> usize 
     s.values().filter(|(o, _)| o.as_deref() == Some(who)).count()
 }
 
-/// Every Item in the stream: session -> Item Ids in stream order.
+/// Every Item in the stream, read by a JetStream consumer (an ephemeral pull
+/// consumer from the first message): session -> Item Ids in stream order.
 async fn stream_items(nats: u16) -> BTreeMap<String, Vec<String>> {
+    use async_nats::jetstream::consumer::{pull, AckPolicy, DeliverPolicy};
+    use futures_util::StreamExt;
     let client = async_nats::connect(format!("nats://127.0.0.1:{nats}"))
         .await
         .unwrap();
     let js = async_nats::jetstream::new(client);
     let mut stream = js.get_stream("CONNECT_CHATD").await.unwrap();
-    let last = stream.info().await.unwrap().state.last_sequence;
+    let total = stream.info().await.unwrap().state.messages;
+    let consumer = stream
+        .create_consumer(pull::Config {
+            deliver_policy: DeliverPolicy::All,
+            ack_policy: AckPolicy::None,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
     let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    for seq in 1..=last {
-        let Ok(msg) = stream.get_raw_message(seq).await else {
-            continue;
-        };
-        let v: Value = serde_json::from_slice(&msg.payload).unwrap();
-        out.entry(v["session"].as_str().unwrap().to_string())
-            .or_default()
-            .push(v["item"]["Id"].as_str().unwrap().to_string());
+    let mut read = 0;
+    while read < total {
+        let mut batch = consumer
+            .fetch()
+            .max_messages(1000)
+            .expires(Duration::from_secs(2))
+            .messages()
+            .await
+            .unwrap();
+        let before = read;
+        while let Some(msg) = batch.next().await {
+            let msg = msg.unwrap();
+            let v: Value = serde_json::from_slice(&msg.payload).unwrap();
+            out.entry(v["session"].as_str().unwrap().to_string())
+                .or_default()
+                .push(v["item"]["Id"].as_str().unwrap().to_string());
+            read += 1;
+        }
+        assert!(
+            read > before,
+            "the consumer read nothing more ({read} of {total})"
+        );
     }
     out
 }
