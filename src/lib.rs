@@ -17,13 +17,15 @@
 //! * [`emulator`]: the fake service, a peer of the client;
 //! * [`cli`]: the binary's edge: commands, configuration, exit codes, logging;
 //! * [`metrics`]: the process's Prometheus series (the daemon serves them at `/metrics`);
-//! * [`secret`], [`clock`], [`stop`], [`tls`]: shared plumbing.
+//! * [`egress`], [`tls`]: how connections leave: proxies (CONNECT tunnels), trust;
+//! * [`secret`], [`clock`], [`stop`]: shared plumbing.
 
 pub mod api;
 pub mod cli;
 pub mod clock;
 pub mod cluster;
 pub mod daemon;
+pub mod egress;
 pub mod emulator;
 #[doc(hidden)]
 pub mod fuzzing;

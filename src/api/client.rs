@@ -12,6 +12,7 @@ use super::error::{decode_error, ApiError};
 use super::limiter::RateLimiter;
 use super::model::*;
 use crate::clock::{parse_http_date, Clock};
+use crate::egress::Egress;
 use crate::secret::Secret;
 use backon::{ExponentialBuilder, Retryable};
 use reqwest::Method;
@@ -138,9 +139,17 @@ pub struct ApiClientBuilder {
     timeout: Duration,
     clock: Clock,
     limiter: RateLimiter,
+    egress: Egress,
 }
 
 impl ApiClientBuilder {
+    /// The proxies and trust for every call (default: direct, the OS store); the
+    /// websocket dials of sessions using this client take the same.
+    pub fn egress(mut self, egress: Egress) -> Self {
+        self.egress = egress;
+        self
+    }
+
     pub fn retry(mut self, retry: RetryPolicy) -> Self {
         self.retry = retry;
         self
@@ -165,20 +174,11 @@ impl ApiClientBuilder {
     }
 
     pub fn build(self) -> Result<ApiClient, ApiError> {
-        crate::tls::install_crypto_provider();
-        let http = reqwest::Client::builder()
-            .user_agent(USER_AGENT)
-            .timeout(self.timeout)
-            .connect_timeout(Duration::from_secs(10))
-            .pool_idle_timeout(Duration::from_secs(50))
-            .build()
-            .map_err(|e| ApiError::Transport {
-                operation: "build",
-                message: e.without_url().to_string(),
-            })?;
+        let http = super::transport::http_client(&self.egress, self.timeout)?;
         Ok(ApiClient {
             inner: Arc::new(Inner {
                 http,
+                egress: self.egress,
                 endpoint: self.endpoint,
                 retry: self.retry,
                 clock: self.clock,
@@ -191,6 +191,7 @@ impl ApiClientBuilder {
 
 struct Inner {
     http: reqwest::Client,
+    egress: Egress,
     endpoint: Endpoint,
     retry: RetryPolicy,
     clock: Clock,
@@ -211,6 +212,7 @@ impl std::fmt::Debug for ApiClient {
             .field("endpoint", &self.inner.endpoint.base().as_str())
             .field("retry", &self.inner.retry)
             .field("limiter", &self.inner.limiter)
+            .field("egress", &self.inner.egress)
             .finish()
     }
 }
@@ -223,7 +225,13 @@ impl ApiClient {
             timeout: Duration::from_secs(30),
             clock: Clock::new(),
             limiter: RateLimiter::unlimited(),
+            egress: Egress::default(),
         }
+    }
+
+    /// The proxies and trust this client uses (and its sessions' websockets).
+    pub fn egress(&self) -> &Egress {
+        &self.inner.egress
     }
 
     pub fn endpoint(&self) -> &Endpoint {
@@ -463,10 +471,7 @@ impl ApiClient {
         if let Some(b) = body {
             req = req.header("Content-Type", "application/json").body(b.to_vec());
         }
-        let transport = |e: reqwest::Error| ApiError::Transport {
-            operation: op.name(),
-            message: e.without_url().to_string(),
-        };
+        let transport = |e: reqwest::Error| super::transport::error(op.name(), e);
         let resp = req.send().await.map_err(transport)?;
         let status = resp.status();
         let headers = resp.headers().clone();

@@ -100,6 +100,14 @@ pub enum ApiError {
         operation: &'static str,
         message: String,
     },
+    /// The service's certificate was not trusted (or TLS failed in another way that a
+    /// retry will not mend): `ca_file`, the OS store or a TLS-inspecting gateway needs
+    /// fixing. Not retried.
+    #[error("{operation} failed: TLS with the service: {message}")]
+    Tls {
+        operation: &'static str,
+        message: String,
+    },
     /// The service answered 2xx with a body that does not fit the model.
     #[error("{operation} failed: the response does not fit the API model: {message}")]
     Decode {
@@ -131,7 +139,7 @@ impl ApiError {
                     || matches!(status, 429 | 500 | 502 | 503 | 504)
             }
             ApiError::Transport { .. } => true,
-            ApiError::Decode { .. } => false,
+            ApiError::Tls { .. } | ApiError::Decode { .. } => false,
         }
     }
 

@@ -8,6 +8,7 @@ pub mod error;
 pub mod limiter;
 pub mod model;
 pub mod outbound;
+mod transport;
 
 pub use client::{ApiClient, ApiClientBuilder, Operation, RetryPolicy};
 pub use endpoint::{Endpoint, EndpointError, EndpointVariant};

@@ -306,10 +306,7 @@ pub async fn get_presigned(api: &ApiClient, url: &crate::secret::PresignedUrl) -
 }
 
 fn transport(operation: &'static str, e: reqwest::Error) -> ApiError {
-    ApiError::Transport {
-        operation,
-        message: e.without_url().to_string(),
-    }
+    super::transport::error(operation, e)
 }
 
 async fn presigned_status(

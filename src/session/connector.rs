@@ -83,7 +83,7 @@ impl Connector {
         if created.received_at.elapsed() > usable_for {
             return Err(ConnectFailure::WindowPassed);
         }
-        let socket = socket::open(&created.url, &self.cfg.socket).await?;
+        let socket = socket::open_via(&created.url, &self.cfg.socket, self.api.egress()).await?;
         let renew_at = self.renew_at(&created);
         Ok(Connection {
             socket,

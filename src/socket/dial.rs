@@ -1,5 +1,7 @@
-//! Dialling a presigned websocket URL: TCP (no Nagle), TLS for `wss://` with the
-//! process's one rustls configuration, then the HTTP upgrade.
+//! Dialling a presigned websocket URL: TCP (no Nagle), directly or through an HTTP
+//! CONNECT tunnel when the [`Egress`] has a proxy for the host, TLS for `wss://` with
+//! the egress's rustls configuration (inside the tunnel, end to end), then the HTTP
+//! upgrade.
 //!
 //! The stream type is our own rather than tokio-tungstenite's `MaybeTlsStream`, which
 //! holds a whole rustls connection inline (over a kilobyte) in every socket, TLS or
@@ -7,6 +9,7 @@
 //! idle socket's task stays small.
 
 use super::SocketError;
+use crate::egress::{tunnel, Egress};
 use crate::secret::PresignedUrl;
 use reqwest::Url;
 use std::io;
@@ -30,7 +33,13 @@ pub type Ws = WebSocketStream<Stream>;
 
 /// Connects to `parsed` (the checked form of `url`) and upgrades to a websocket. The
 /// URL's query (its credentials) is sent, never logged or put into an error.
-pub async fn dial(url: &PresignedUrl, parsed: &Url, config: WebSocketConfig) -> Result<Ws, SocketError> {
+pub async fn dial(
+    url: &PresignedUrl,
+    parsed: &Url,
+    config: WebSocketConfig,
+    egress: &Egress,
+    timeout: std::time::Duration,
+) -> Result<Ws, SocketError> {
     let port = parsed
         .port_or_known_default()
         .ok_or_else(|| SocketError::Dial("the URL has no port".into()))?;
@@ -40,19 +49,28 @@ pub async fn dial(url: &PresignedUrl, parsed: &Url, config: WebSocketConfig) -> 
         Some(Host::Ipv6(ip)) => ip.to_string(),
         None => return Err(SocketError::Dial("the URL has no host".into())),
     };
-    let tcp = TcpStream::connect((host.as_str(), port))
-        .await
-        .map_err(|e| SocketError::Dial(format!("cannot connect to {host}:{port}: {e}")))?;
-    tcp.set_nodelay(true)
-        .map_err(|e| SocketError::Dial(format!("cannot set TCP_NODELAY: {e}")))?;
+    let tcp = match egress.proxy_for(parsed) {
+        Some(proxy) => {
+            tracing::debug!(%proxy, "websocket through a CONNECT tunnel");
+            tunnel::connect(proxy, &host, port, timeout).await?
+        }
+        None => {
+            let tcp = TcpStream::connect((host.as_str(), port))
+                .await
+                .map_err(|e| SocketError::Dial(format!("cannot connect to {host}:{port}: {e}")))?;
+            tcp.set_nodelay(true)
+                .map_err(|e| SocketError::Dial(format!("cannot set TCP_NODELAY: {e}")))?;
+            tcp
+        }
+    };
     let stream = if parsed.scheme() == "wss" {
         let name = rustls::pki_types::ServerName::try_from(host.clone())
             .map_err(|e| SocketError::Dial(format!("invalid TLS server name {host:?}: {e}")))?;
-        let connector = tokio_rustls::TlsConnector::from(crate::tls::websocket_tls_config());
+        let connector = tokio_rustls::TlsConnector::from(egress.tls());
         let tls = connector
             .connect(name, tcp)
             .await
-            .map_err(|e| SocketError::Dial(format!("TLS with {host}: {e}")))?;
+            .map_err(|e| SocketError::Tls(format!("TLS with {host}: {e}")))?;
         Stream::Tls(Box::new(tls))
     } else {
         Stream::Plain(tcp)

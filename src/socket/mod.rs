@@ -20,6 +20,7 @@ pub mod frame;
 
 use crate::api::endpoint::{check_websocket_url, EndpointError};
 use crate::api::model::Item;
+use crate::egress::Egress;
 use crate::secret::PresignedUrl;
 use frame::Inbound;
 use futures_util::{SinkExt, StreamExt};
@@ -131,6 +132,12 @@ pub enum SocketError {
     Url(#[from] EndpointError),
     #[error("websocket dial failed: {0}")]
     Dial(String),
+    #[error("websocket dial failed: {0}")]
+    Proxy(#[from] crate::egress::ProxyError),
+    /// The TLS handshake failed (an untrusted certificate names the problem, e.g.
+    /// "invalid peer certificate: UnknownIssuer").
+    #[error("websocket dial failed: {0}")]
+    Tls(String),
     #[error("websocket upgrade refused with HTTP {0}")]
     Refused(u16),
     #[error("websocket dial timed out after {0:?}")]
@@ -188,8 +195,13 @@ impl SocketHandle {
     }
 }
 
-/// Dials `url`, subscribes to `aws/chat`, and starts the socket's task.
+/// Dials `url` directly, subscribes to `aws/chat`, and starts the socket's task.
 pub async fn open(url: &PresignedUrl, cfg: &SocketConfig) -> Result<SocketHandle, SocketError> {
+    open_via(url, cfg, &Egress::default()).await
+}
+
+/// [`open`] through `egress`'s proxies and trust (those of the session's API client).
+pub async fn open_via(url: &PresignedUrl, cfg: &SocketConfig, egress: &Egress) -> Result<SocketHandle, SocketError> {
     let parsed = check_websocket_url(url.expose())?;
     let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
     let ws_config = WebSocketConfig::default()
@@ -201,7 +213,8 @@ pub async fn open(url: &PresignedUrl, cfg: &SocketConfig) -> Result<SocketHandle
         .max_frame_size(Some(cfg.max_message_size));
     debug!(socket = id, url = %url, "dialling");
     let dialling = tokio::time::Instant::now();
-    let dialled = timeout(cfg.dial_timeout, dial::dial(url, &parsed, ws_config))
+    let dialled = dial::dial(url, &parsed, ws_config, egress, cfg.dial_timeout);
+    let dialled = timeout(cfg.dial_timeout, dialled)
         .await
         .map_err(|_| SocketError::DialTimeout(cfg.dial_timeout))
         .and_then(|r| r);
