@@ -230,6 +230,7 @@ async fn emulator(args: EmulatorArgs) -> u8 {
     let emu = match Emulator::start(EmulatorConfig {
         listen: args.listen,
         timing,
+        tls: args.tls,
         ..Default::default()
     })
     .await
@@ -241,6 +242,18 @@ async fn emulator(args: EmulatorArgs) -> u8 {
         }
     };
     let mut line = serde_json::json!({ "Endpoint": emu.endpoint() });
+    let mut ca_note = String::new();
+    if let Some(pem) = emu.ca_pem() {
+        let path = args.tls_ca_out.clone().unwrap_or_else(|| {
+            std::env::temp_dir().join(format!("connect-chatd-emulator-{}-ca.pem", emu.addr().port()))
+        });
+        if let Err(e) = std::fs::write(&path, pem) {
+            eprintln!("connect-chatd: cannot write the CA to {}: {e}", path.display());
+            return exit::FAILURE;
+        }
+        line["CaFile"] = path.display().to_string().into();
+        ca_note = format!(" (TLS; its CA is in {}: give it as ca_file)", path.display());
+    }
     if args.create_chat {
         let chat = emu.create_chat("Customer");
         line["ContactId"] = chat.contact_id.into();
@@ -249,7 +262,7 @@ async fn emulator(args: EmulatorArgs) -> u8 {
     }
     println!("{line}");
     eprintln!(
-        "connect-chatd: emulator listening on {}; Ctrl-C to stop",
+        "connect-chatd: emulator listening on {}{ca_note}; Ctrl-C to stop",
         emu.endpoint()
     );
     shutdown_signal().await;

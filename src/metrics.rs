@@ -285,6 +285,7 @@ pub fn outcome<T>(r: &Result<T, crate::api::ApiError>) -> &'static str {
         Err(ApiError::Service { status, .. }) if *status >= 500 => "server_error",
         Err(ApiError::Service { .. }) => "client_error",
         Err(ApiError::Transport { .. }) => "transport",
+        Err(ApiError::Tls { .. }) => "tls",
         Err(ApiError::Decode { .. }) => "decode",
     }
 }

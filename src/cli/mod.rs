@@ -194,6 +194,55 @@ pub struct EndpointArgs {
     /// File holding the ParticipantToken (else the CONNECT_PARTICIPANT_TOKEN variable).
     #[arg(long, env = "CONNECT_CHATD_PARTICIPANT_TOKEN_FILE", value_name = "PATH")]
     pub participant_token_file: Option<PathBuf>,
+    #[command(flatten)]
+    pub egress: EgressArgs,
+}
+
+/// How connections leave: a proxy, hosts that go direct, a CA to trust.
+#[derive(Debug, Args, Clone, Default)]
+pub struct EgressArgs {
+    /// HTTP proxy for the API and the websocket, http://[user:password@]host[:port];
+    /// beats HTTPS_PROXY/HTTP_PROXY ("" = direct).
+    #[arg(long, env = "CONNECT_CHATD_PROXY", value_name = "URL", value_parser = secret_arg, hide_env_values = true)]
+    pub proxy: Option<Secret>,
+    /// Hosts that go direct (NO_PROXY syntax; beats NO_PROXY).
+    #[arg(long, env = "CONNECT_CHATD_NO_PROXY", value_name = "LIST")]
+    pub no_proxy: Option<String>,
+    /// File holding user:password for the proxy (beats credentials in the URL).
+    #[arg(long, env = "CONNECT_CHATD_PROXY_CREDENTIALS_FILE", value_name = "PATH")]
+    pub proxy_credentials_file: Option<PathBuf>,
+    /// PEM file of CA certificates to trust besides the OS store (a private or
+    /// TLS-inspecting CA).
+    #[arg(long, env = "CONNECT_CHATD_CA_FILE", value_name = "PATH")]
+    pub ca_file: Option<PathBuf>,
+}
+
+impl EgressArgs {
+    /// The proxies and trust from the flags (or their variables) and the environment.
+    pub fn egress(&self) -> Result<crate::egress::Egress, ConfigError> {
+        use crate::egress::{Egress, EgressKey, EgressSettings};
+        let settings = EgressSettings {
+            proxy: self.proxy.as_ref().map(|p| p.expose().to_string()),
+            no_proxy: self.no_proxy.clone(),
+            proxy_credentials_file: self.proxy_credentials_file.clone(),
+            ca_file: self.ca_file.clone(),
+        };
+        Egress::from_process_env(&settings).map_err(|e| {
+            let key = match e.key {
+                EgressKey::Proxy => "--proxy",
+                EgressKey::NoProxy => "--no-proxy",
+                EgressKey::ProxyCredentialsFile => "--proxy-credentials-file",
+                EgressKey::CaFile => "--ca-file",
+                EgressKey::Env(name) => name,
+            };
+            ConfigError::new(key, e.message)
+        })
+    }
+}
+
+/// A flag's value kept as a [`Secret`] (a proxy URL may hold a password).
+fn secret_arg(s: &str) -> Result<Secret, String> {
+    Ok(Secret::new(s))
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -266,6 +315,14 @@ pub struct EmulatorArgs {
     /// Create a chat at start and print its ContactId and ParticipantToken on stdout.
     #[arg(long)]
     pub create_chat: bool,
+    /// Serve TLS (https://, presigned URLs wss://) with a certificate for localhost and
+    /// 127.0.0.1 signed by a CA generated at start.
+    #[arg(long)]
+    pub tls: bool,
+    /// Where to write that CA's PEM (what a client's ca_file trusts); default
+    /// connect-chatd-emulator-PORT-ca.pem in the temporary directory.
+    #[arg(long, value_name = "PATH", requires = "tls")]
+    pub tls_ca_out: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -330,6 +387,7 @@ impl EndpointArgs {
 
     pub fn api_client(&self) -> Result<ApiClient, ConfigError> {
         ApiClient::builder(self.endpoint()?)
+            .egress(self.egress.egress()?)
             .build()
             .map_err(|e| ConfigError::new("--endpoint", e.to_string()))
     }

@@ -74,6 +74,7 @@ pub fn configured_sessions(cfg: &DaemonConfig) -> Result<Vec<ConfiguredSession>,
 pub fn options(cfg: &DaemonConfig) -> Result<RunOptions, StartError> {
     let api = ApiClient::builder(cfg.endpoint.clone())
         .rate_limiter(rate_limiter(cfg))
+        .egress(cfg.egress.clone())
         .build()
         .map_err(|e| StartError::Config {
             key: "endpoint".into(),

@@ -51,6 +51,8 @@ pub struct TalkTarget {
     /// Where a ConnectionToken is kept between commands (shared with `tail --state-dir`).
     #[arg(long, env = "CONNECT_CHATD_STATE_DIR", value_name = "DIR")]
     pub state_dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub egress: super::EgressArgs,
 }
 
 #[derive(Debug, Args)]
@@ -185,6 +187,7 @@ impl TalkTarget {
             fips: self.fips,
             dual_stack: self.dual_stack,
             participant_token_file: self.participant_token_file.clone(),
+            egress: self.egress.clone(),
         }
     }
 

@@ -10,6 +10,7 @@
 mod http;
 mod operations;
 mod state;
+mod tls;
 mod ws;
 
 pub use state::{ServiceError, Stats};
@@ -59,6 +60,9 @@ pub struct EmulatorConfig {
     pub timing: Timing,
     /// How far the emulated service's clock is from this machine's (clock-skew tests).
     pub clock_offset: time::Duration,
+    /// Serve TLS (`https://`, presigned URLs `wss://`) with a certificate for
+    /// `localhost`/`127.0.0.1` from a CA generated at start ([`Emulator::ca_pem`]).
+    pub tls: bool,
 }
 
 impl Default for EmulatorConfig {
@@ -67,6 +71,7 @@ impl Default for EmulatorConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             timing: Timing::default(),
             clock_offset: time::Duration::ZERO,
+            tls: false,
         }
     }
 }
@@ -209,6 +214,8 @@ impl Default for Offline {
 pub struct Emulator {
     shared: Arc<Shared>,
     addr: SocketAddr,
+    /// The PEM of the CA that signed the server's certificate (TLS only).
+    ca_pem: Option<String>,
     stop: watch::Sender<bool>,
     task: Option<tokio::task::JoinHandle<()>>,
 }
@@ -218,13 +225,19 @@ impl Emulator {
     pub async fn start(config: EmulatorConfig) -> std::io::Result<Emulator> {
         let listener = tokio::net::TcpListener::bind(config.listen).await?;
         let addr = listener.local_addr()?;
+        let server_tls = match config.tls {
+            true => Some(tls::generate(addr.ip()).map_err(std::io::Error::other)?),
+            false => None,
+        };
+        let scheme = if config.tls { "https" } else { "http" };
         let shared = Arc::new(Shared {
             state: Mutex::new(State::new(
                 Clock::new().shifted(config.clock_offset),
                 config.timing,
-                format!("http://{addr}"),
+                format!("{scheme}://{addr}"),
             )),
         });
+        let ca_pem = server_tls.as_ref().map(|t| t.ca_pem.clone());
         let (stop, stopped) = watch::channel(false);
         let app = http::router(shared.clone(), stopped.clone());
         let mut stopped_rx = stopped;
@@ -234,18 +247,28 @@ impl Emulator {
             };
             // No Nagle: small frames written back to back must not wait for a delayed
             // ACK (40 ms on Linux), which a client would read as a stalling server.
-            use axum::serve::ListenerExt;
-            let listener = listener.tap_io(|tcp| {
-                let _ = tcp.set_nodelay(true);
-            });
-            if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(shutdown).await {
+            let served = match server_tls {
+                Some(t) => match tls::TlsListener::new(listener, t.config) {
+                    Ok(listener) => axum::serve(listener, app).with_graceful_shutdown(shutdown).await,
+                    Err(e) => Err(e),
+                },
+                None => {
+                    use axum::serve::ListenerExt;
+                    let listener = listener.tap_io(|tcp| {
+                        let _ = tcp.set_nodelay(true);
+                    });
+                    axum::serve(listener, app).with_graceful_shutdown(shutdown).await
+                }
+            };
+            if let Err(e) = served {
                 tracing::error!(error = %e, "emulator server failed");
             }
         });
-        tracing::info!(%addr, "emulator listening");
+        tracing::info!(%addr, tls = ca_pem.is_some(), "emulator listening");
         Ok(Emulator {
             shared,
             addr,
+            ca_pem,
             stop,
             task: Some(task),
         })
@@ -255,9 +278,16 @@ impl Emulator {
         self.addr
     }
 
-    /// The base URL to give the client as its endpoint.
+    /// The base URL to give the client as its endpoint (`https://` with TLS).
     pub fn endpoint(&self) -> String {
-        format!("http://{}", self.addr)
+        let scheme = if self.ca_pem.is_some() { "https" } else { "http" };
+        format!("{scheme}://{}", self.addr)
+    }
+
+    /// With TLS: the PEM of the CA that signed the server's certificate (what a
+    /// client's `ca_file` holds).
+    pub fn ca_pem(&self) -> Option<&str> {
+        self.ca_pem.as_deref()
     }
 
     pub fn create_chat(&self, customer_name: &str) -> CreatedChat {

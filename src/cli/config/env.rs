@@ -38,8 +38,12 @@ enum Type {
 }
 
 /// The daemon keys that may come from the environment, with the type of their value.
-const KEYS: [(&str, Type); 32] = [
+const KEYS: [(&str, Type); 36] = [
     ("region", Type::Str),
+    ("proxy", Type::Str),
+    ("no_proxy", Type::Str),
+    ("proxy_credentials_file", Type::Str),
+    ("ca_file", Type::Str),
     ("fips", Type::Bool),
     ("dual_stack", Type::Bool),
     ("endpoint", Type::Str),

@@ -11,6 +11,7 @@
 mod cluster;
 mod consumers;
 pub mod duration;
+mod egress;
 pub mod env;
 pub mod error;
 pub mod limits;
@@ -48,6 +49,9 @@ pub struct DaemonConfig {
     pub target: Target,
     /// The resolved service endpoint.
     pub endpoint: Endpoint,
+    /// Proxies (`proxy`, `no_proxy`, `proxy_credentials_file`, the proxy variables of
+    /// the environment) and trust (`ca_file` with the OS store), for REST and websockets.
+    pub egress: crate::egress::Egress,
     /// Default `/var/lib/connect-chatd`, or `$STATE_DIRECTORY` when set.
     pub state_dir: PathBuf,
     /// Default 10 s.
@@ -213,6 +217,10 @@ pub fn load(
         runtime_dir: var("RUNTIME_DIRECTORY")
             .and_then(|s| s.split(':').next())
             .map(PathBuf::from),
+        env_proxy: egress::PROXY_VARS
+            .iter()
+            .filter_map(|n| var(n).map(|v| (n.to_string(), v.to_string())))
+            .collect(),
     };
     validate::validate(raw, &figment, &ctx, problems)
 }

@@ -23,6 +23,9 @@ impl DaemonConfig {
         };
         line("endpoint", format!("{}{how}", self.endpoint.base()));
         line("state_dir", self.state_dir.display().to_string());
+        for (k, v) in super::egress::summary(&self.egress) {
+            line(k, v);
+        }
         line("heartbeat_interval", display(self.heartbeat_interval));
         line("shutdown_timeout", display(self.shutdown_timeout));
         line("stdout", self.stdout.to_string());

@@ -23,6 +23,8 @@ pub(super) struct Context {
     pub config_dir: PathBuf,
     pub credentials_dir: Option<PathBuf>,
     pub runtime_dir: Option<PathBuf>,
+    /// The proxy variables of the environment (`HTTPS_PROXY`, …), as set.
+    pub env_proxy: Vec<(String, String)>,
 }
 
 /// Layer precedence, for the region/endpoint choice.
@@ -95,6 +97,7 @@ pub(super) fn validate(
     };
     let consumers = super::consumers::consumers(&raw.consumers, &files, p);
     let cluster = super::cluster::cluster(raw.cluster.as_ref(), fig, &resolve, p);
+    let egress = super::egress::egress(&raw, fig, ctx, p);
     if !problems.is_empty() {
         return Err(ConfigError::new(problems));
     }
@@ -102,6 +105,7 @@ pub(super) fn validate(
         config_path: ctx.config_path.clone(),
         target,
         endpoint: endpoint.expect("no problems means an endpoint"),
+        egress: egress.expect("no problems means an egress"),
         state_dir,
         heartbeat_interval: raw.heartbeat_interval.map_or(DEFAULT_HEARTBEAT, |s| s.0),
         shutdown_timeout: raw
@@ -271,7 +275,7 @@ fn control(
 
 /// A relative path is looked up in `$CREDENTIALS_DIRECTORY` first (when set and the file
 /// is there), else next to the config file. The result is absolute.
-fn resolve_secret(path: &Path, ctx: &Context) -> PathBuf {
+pub(super) fn resolve_secret(path: &Path, ctx: &Context) -> PathBuf {
     let found = if path.is_absolute() {
         path.to_path_buf()
     } else {
