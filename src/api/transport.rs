@@ -73,14 +73,18 @@ pub(crate) fn error(operation: &'static str, e: reqwest::Error) -> ApiError {
     }
 }
 
-/// A rustls error, directly or inside an `io::Error` (whose `source` skips it).
+/// A rustls error, directly or inside (nested) `io::Error`s, whose `source` skips
+/// the error they wrap.
 fn rustls_error<'a>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a rustls::Error> {
-    if let Some(r) = e.downcast_ref::<rustls::Error>() {
-        return Some(r);
+    let mut e = e;
+    for _ in 0..8 {
+        if let Some(r) = e.downcast_ref::<rustls::Error>() {
+            return Some(r);
+        }
+        let inner = e.downcast_ref::<std::io::Error>()?.get_ref()?;
+        e = inner;
     }
-    e.downcast_ref::<std::io::Error>()
-        .and_then(|io| io.get_ref())
-        .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+    None
 }
 
 /// Problems a retry does not mend: the certificate, or a peer that cannot talk to us.
