@@ -146,17 +146,28 @@ mod tests {
     fn a_bad_ca_file_names_the_problem() {
         let dir = tempfile::tempdir().unwrap();
         let missing = dir.path().join("missing.pem");
-        assert!(matches!(load_ca_file(&missing), Err(CaFileError::Unreadable { .. })));
+        assert!(matches!(
+            load_ca_file(&missing),
+            Err(CaFileError::Unreadable { .. })
+        ));
         let text = dir.path().join("text.pem");
         std::fs::write(&text, "just some text\n").unwrap();
         let e = load_ca_file(&text).unwrap_err();
         assert!(matches!(e, CaFileError::NoCertificates { .. }), "{e}");
         let broken = dir.path().join("broken.pem");
-        std::fs::write(&broken, "-----BEGIN CERTIFICATE-----\n!!!!\n-----END CERTIFICATE-----\n").unwrap();
+        std::fs::write(
+            &broken,
+            "-----BEGIN CERTIFICATE-----\n!!!!\n-----END CERTIFICATE-----\n",
+        )
+        .unwrap();
         let e = load_ca_file(&broken).unwrap_err();
         assert!(matches!(e, CaFileError::NotPem { .. }), "{e}");
         let junk = dir.path().join("junk.pem");
-        std::fs::write(&junk, "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n").unwrap();
+        std::fs::write(
+            &junk,
+            "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n",
+        )
+        .unwrap();
         let e = load_ca_file(&junk).unwrap_err();
         assert!(matches!(e, CaFileError::BadCertificate { index: 1, .. }), "{e}");
     }

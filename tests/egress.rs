@@ -46,7 +46,9 @@ impl Proxy {
         let seen = tunnels.clone();
         tokio::spawn(async move {
             loop {
-                let Ok((client, _)) = listener.accept().await else { return };
+                let Ok((client, _)) = listener.accept().await else {
+                    return;
+                };
                 tokio::spawn(serve(client, seen.clone(), require_auth));
             }
         });
@@ -106,7 +108,11 @@ async fn serve(mut client: TcpStream, seen: Arc<Mutex<Vec<Tunnel>>>, require_aut
     };
     let _ = upstream.set_nodelay(true);
     let _ = client.set_nodelay(true);
-    if client.write_all(b"HTTP/1.1 200 Connection established\r\n\r\n").await.is_ok() {
+    if client
+        .write_all(b"HTTP/1.1 200 Connection established\r\n\r\n")
+        .await
+        .is_ok()
+    {
         let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
     }
 }
@@ -177,7 +183,10 @@ fn tail(emu: &Emulator, token: &str, env: &[(&str, &str)]) -> Child {
 }
 
 /// Reads stdout lines until one holds `content`.
-async fn until_line(out: &mut tokio::io::Lines<BufReader<tokio::process::ChildStdout>>, content: &str) -> Value {
+async fn until_line(
+    out: &mut tokio::io::Lines<BufReader<tokio::process::ChildStdout>>,
+    content: &str,
+) -> Value {
     let read = async {
         while let Some(line) = out.next_line().await.unwrap() {
             let v: Value = serde_json::from_str(&line).unwrap();
@@ -274,8 +283,17 @@ async fn tail_through_a_proxy_over_tls_lives_renews_and_backfills() {
     assert!(sockets >= 3, "{sockets} sockets");
     // Every socket and at least one REST connection came through the proxy, all with
     // credentials, to the emulator.
-    assert!(tunnels.len() > sockets, "{} tunnels for {sockets} sockets: {tunnels:?}", tunnels.len());
-    assert!(tunnels.iter().all(|t| t.authorized && t.target == format!("127.0.0.1:{port}")), "{tunnels:?}");
+    assert!(
+        tunnels.len() > sockets,
+        "{} tunnels for {sockets} sockets: {tunnels:?}",
+        tunnels.len()
+    );
+    assert!(
+        tunnels
+            .iter()
+            .all(|t| t.authorized && t.target == format!("127.0.0.1:{port}")),
+        "{tunnels:?}"
+    );
     let logs = logs.lock().unwrap().clone();
     assert!(logs.contains("websocket through a CONNECT tunnel"), "{logs}");
     // Neither the proxy's credentials nor a presigned URL's query reach the logs.
@@ -306,7 +324,10 @@ async fn rest_and_websocket_each_tunnel_and_secrets_stay_hidden() {
         .create_participant_connection(
             &chat.participant_token,
             &CreateParticipantConnectionRequest {
-                connection_types: Some(vec![ConnectionType::Websocket, ConnectionType::ConnectionCredentials]),
+                connection_types: Some(vec![
+                    ConnectionType::Websocket,
+                    ConnectionType::ConnectionCredentials,
+                ]),
                 connect_participant: None,
             },
         )
@@ -319,10 +340,21 @@ async fn rest_and_websocket_each_tunnel_and_secrets_stay_hidden() {
         .await
         .unwrap();
     let tunnels = proxy.tunnels();
-    assert_eq!(tunnels.len(), 2, "the websocket tunnelled on its own: {tunnels:?}");
-    assert!(tunnels.iter().all(|t| t.authorized && t.target == format!("127.0.0.1:{}", emu.addr().port())));
+    assert_eq!(
+        tunnels.len(),
+        2,
+        "the websocket tunnelled on its own: {tunnels:?}"
+    );
+    assert!(tunnels
+        .iter()
+        .all(|t| t.authorized && t.target == format!("127.0.0.1:{}", emu.addr().port())));
     let item = emu
-        .publish_message(&chat.contact_id, "Agent", ParticipantRole::Agent, "through the tunnel")
+        .publish_message(
+            &chat.contact_id,
+            "Agent",
+            ParticipantRole::Agent,
+            "through the tunnel",
+        )
         .unwrap();
     let live = async {
         loop {
@@ -335,7 +367,11 @@ async fn rest_and_websocket_each_tunnel_and_secrets_stay_hidden() {
     };
     tokio::time::timeout(Duration::from_secs(10), live).await.unwrap();
 
-    let query = url.expose().split_once('?').map(|(_, q)| q.to_string()).unwrap_or_default();
+    let query = url
+        .expose()
+        .split_once('?')
+        .map(|(_, q)| q.to_string())
+        .unwrap_or_default();
     let shown = format!("{egress:?} {api:?} {url:?} {url} {:?}", egress.proxies());
     assert!(!shown.contains(PASSWORD) && !shown.contains(USER), "{shown}");
     assert!(query.is_empty() || !shown.contains(&query), "{shown}");
@@ -351,7 +387,10 @@ async fn rest_and_websocket_each_tunnel_and_secrets_stay_hidden() {
         .unwrap_err();
     assert!(e.to_string().contains("requires authentication (407"), "{e}");
     for text in [e.to_string(), format!("{e:?}")] {
-        assert!(!text.contains(PASSWORD) && !text.contains(USER) && !text.contains(&query), "{text}");
+        assert!(
+            !text.contains(PASSWORD) && !text.contains(USER) && !text.contains(&query),
+            "{text}"
+        );
     }
 }
 
@@ -375,7 +414,10 @@ async fn a_wrong_ca_fails_clearly_instead_of_looping() {
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
-    assert!(stderr.contains("invalid peer certificate: UnknownIssuer"), "{stderr}");
+    assert!(
+        stderr.contains("invalid peer certificate: UnknownIssuer"),
+        "{stderr}"
+    );
     assert!(!stderr.contains("retrying API call"), "{stderr}");
     assert_eq!(emu.stats().calls.get("CreateParticipantConnection"), None);
 
@@ -386,7 +428,9 @@ async fn a_wrong_ca_fails_clearly_instead_of_looping() {
         &[("wrong-ca", &chat)],
         &format!("ca_file = \"{}\"\n", wrong.display()),
     );
-    let mut daemon = command(&["run", "--config", config.to_str().unwrap()]).spawn().unwrap();
+    let mut daemon = command(&["run", "--config", config.to_str().unwrap()])
+        .spawn()
+        .unwrap();
     let sock = dir.path().join("control.sock");
     let mut last = String::new();
     for _ in 0..400 {
@@ -398,7 +442,10 @@ async fn a_wrong_ca_fails_clearly_instead_of_looping() {
         }
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
-    assert!(last.contains("\"failed\"") && last.contains("invalid peer certificate: UnknownIssuer"), "{last}");
+    assert!(
+        last.contains("\"failed\"") && last.contains("invalid peer certificate: UnknownIssuer"),
+        "{last}"
+    );
     assert!(daemon.try_wait().unwrap().is_none(), "the daemon keeps running");
     common::daemon::terminate(&mut daemon, Duration::from_secs(10)).await;
 }
@@ -460,9 +507,23 @@ async fn the_daemon_takes_the_proxy_key_over_the_environment() {
         .await
         .unwrap();
     let shown = String::from_utf8_lossy(&check.stdout);
-    assert_eq!(check.status.code(), Some(0), "{}", String::from_utf8_lossy(&check.stderr));
-    assert!(shown.contains(&format!("proxy (https, wss): http://***@127.0.0.1:{}", proxy.port)), "{shown}");
-    assert!(shown.contains("(1 certificates)") && !shown.contains(PASSWORD), "{shown}");
+    assert_eq!(
+        check.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&check.stderr)
+    );
+    assert!(
+        shown.contains(&format!(
+            "proxy (https, wss): http://***@127.0.0.1:{}",
+            proxy.port
+        )),
+        "{shown}"
+    );
+    assert!(
+        shown.contains("(1 certificates)") && !shown.contains(PASSWORD),
+        "{shown}"
+    );
 
     let mut daemon = command(&["run", "--config", cfg])
         .env("HTTPS_PROXY", "http://127.0.0.1:1")
@@ -481,7 +542,10 @@ async fn the_daemon_takes_the_proxy_key_over_the_environment() {
     }
     assert!(last.contains("\"live\""), "{last}");
     let tunnels = proxy.tunnels();
-    assert!(tunnels.len() >= 2 && tunnels.iter().all(|t| t.authorized), "{tunnels:?}");
+    assert!(
+        tunnels.len() >= 2 && tunnels.iter().all(|t| t.authorized),
+        "{tunnels:?}"
+    );
     common::daemon::terminate(&mut daemon, Duration::from_secs(10)).await;
 
     // Bad ca_files: missing, not PEM, no certificate. Each is exit 78 naming ca_file.
@@ -500,7 +564,8 @@ async fn the_daemon_takes_the_proxy_key_over_the_environment() {
             let err = String::from_utf8_lossy(&out.stderr);
             assert_eq!(out.status.code(), Some(78), "{sub}: {err}");
             assert!(
-                err.contains("ca_file (from environment variable CONNECT_CHATD_CA_FILE)") && err.contains(what),
+                err.contains("ca_file (from environment variable CONNECT_CHATD_CA_FILE)")
+                    && err.contains(what),
                 "{sub}: {err}"
             );
         }

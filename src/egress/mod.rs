@@ -86,7 +86,10 @@ impl Proxies {
 
     /// Resolves `settings` against the environment (`env` looks a variable up; an
     /// empty value counts as unset).
-    pub fn resolve(settings: &EgressSettings, env: &dyn Fn(&str) -> Option<String>) -> Result<Proxies, EgressError> {
+    pub fn resolve(
+        settings: &EgressSettings,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Proxies, EgressError> {
         let var = |names: [&'static str; 2]| {
             names
                 .into_iter()
@@ -131,7 +134,11 @@ impl Proxies {
             Some(list) => NoProxy::parse(list),
             None => var(["NO_PROXY", "no_proxy"]).map_or_else(NoProxy::default, |(_, v)| NoProxy::parse(&v)),
         };
-        Ok(Proxies { https, http, no_proxy })
+        Ok(Proxies {
+            https,
+            http,
+            no_proxy,
+        })
     }
 }
 
@@ -175,7 +182,10 @@ impl Egress {
     }
 
     /// Resolves `settings` against the environment (`env`) and reads the `ca_file`.
-    pub fn from_settings(settings: &EgressSettings, env: &dyn Fn(&str) -> Option<String>) -> Result<Egress, EgressError> {
+    pub fn from_settings(
+        settings: &EgressSettings,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Egress, EgressError> {
         let proxies = Proxies::resolve(settings, env)?;
         let trust = match &settings.ca_file {
             Some(path) => Trust::with_ca_file(path).map_err(|e: CaFileError| EgressError {
@@ -231,14 +241,20 @@ mod tests {
         assert_eq!(from_env.https.as_ref().unwrap().host, "env-https");
         assert_eq!(from_env.http.as_ref().unwrap().host, "env-http");
         assert!(from_env.for_target("wss", "a.internal.example").is_none());
-        assert_eq!(from_env.for_target("wss", "svc.example").unwrap().host, "env-https");
+        assert_eq!(
+            from_env.for_target("wss", "svc.example").unwrap().host,
+            "env-https"
+        );
         let set = EgressSettings {
             proxy: Some("http://key:8080".into()),
             no_proxy: Some("svc.example".into()),
             ..Default::default()
         };
         let from_key = Proxies::resolve(&set, &vars).unwrap();
-        assert_eq!(from_key.for_target("https", "a.internal.example").unwrap().host, "key");
+        assert_eq!(
+            from_key.for_target("https", "a.internal.example").unwrap().host,
+            "key"
+        );
         assert_eq!(from_key.for_target("ws", "127.0.0.1").unwrap().host, "key");
         assert!(from_key.for_target("https", "svc.example").is_none());
         let direct = EgressSettings {
@@ -267,10 +283,20 @@ mod tests {
             ..Default::default()
         };
         let egress = Egress::from_settings(&set, &|_| None).unwrap();
-        let c = egress.proxies().https.as_ref().unwrap().credentials.clone().unwrap();
+        let c = egress
+            .proxies()
+            .https
+            .as_ref()
+            .unwrap()
+            .credentials
+            .clone()
+            .unwrap();
         assert_eq!(c.password.expose(), "Pa55:word");
         let shown = format!("{egress:?}");
-        assert!(!shown.contains("Pa55") && !shown.contains("old") && !shown.contains("svc"), "{shown}");
+        assert!(
+            !shown.contains("Pa55") && !shown.contains("old") && !shown.contains("svc"),
+            "{shown}"
+        );
         let missing = EgressSettings {
             proxy_credentials_file: Some(dir.path().join("nope")),
             ..Default::default()

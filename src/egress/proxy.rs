@@ -70,9 +70,11 @@ impl ProxyUrl {
         match url.scheme() {
             "http" => {}
             "https" => {
-                return Err("an https:// proxy is not supported: give its http:// address (the tunnel \
+                return Err(
+                    "an https:// proxy is not supported: give its http:// address (the tunnel \
                             to the service is TLS end to end either way)"
-                    .into())
+                        .into(),
+                )
             }
             other => return Err(format!("unsupported proxy scheme {other}:// (only http://)")),
         }
@@ -89,7 +91,8 @@ impl ProxyUrl {
             None
         } else {
             let decode = |s: &str| {
-                percent_decode(s).ok_or_else(|| "the proxy URL's user or password is not valid UTF-8".to_string())
+                percent_decode(s)
+                    .ok_or_else(|| "the proxy URL's user or password is not valid UTF-8".to_string())
             };
             Some(ProxyCredentials {
                 user: Secret::new(decode(url.username())?),
@@ -200,7 +203,10 @@ impl NoProxy {
                 out.entries.push(Entry::Net(ip, 32));
                 continue;
             }
-            let domain = host.trim_start_matches("*.").trim_start_matches('.').trim_end_matches('.');
+            let domain = host
+                .trim_start_matches("*.")
+                .trim_start_matches('.')
+                .trim_end_matches('.');
             if !domain.is_empty() {
                 out.entries.push(Entry::Domain(domain.to_ascii_lowercase()));
             }
@@ -228,7 +234,10 @@ impl NoProxy {
         let host = host.trim_end_matches('.').to_ascii_lowercase();
         self.entries.iter().any(|e| match e {
             Entry::Domain(d) => {
-                host == *d || (host.len() > d.len() && host.ends_with(d.as_str()) && host.as_bytes()[host.len() - d.len() - 1] == b'.')
+                host == *d
+                    || (host.len() > d.len()
+                        && host.ends_with(d.as_str())
+                        && host.as_bytes()[host.len() - d.len() - 1] == b'.')
             }
             Entry::Net(..) => false,
         })
@@ -238,11 +247,19 @@ impl NoProxy {
 fn in_net(ip: IpAddr, net: IpAddr, bits: u8) -> bool {
     match (ip, net) {
         (IpAddr::V4(a), IpAddr::V4(b)) => {
-            let mask = if bits == 0 { 0 } else { u32::MAX << (32 - u32::from(bits)) };
+            let mask = if bits == 0 {
+                0
+            } else {
+                u32::MAX << (32 - u32::from(bits))
+            };
             u32::from(a) & mask == u32::from(b) & mask
         }
         (IpAddr::V6(a), IpAddr::V6(b)) => {
-            let mask = if bits == 0 { 0 } else { u128::MAX << (128 - u32::from(bits)) };
+            let mask = if bits == 0 {
+                0
+            } else {
+                u128::MAX << (128 - u32::from(bits))
+            };
             u128::from(a) & mask == u128::from(b) & mask
         }
         _ => false,
@@ -298,17 +315,26 @@ mod tests {
         let c = p.credentials.clone().unwrap();
         assert_eq!((c.user.expose(), c.password.expose()), ("al@ice", "s3cr:t"));
         let shown = format!("{p} {p:?} {c:?}");
-        assert!(!shown.contains("s3cr") && !shown.contains("al@ice") && !shown.contains("al%40"), "{shown}");
+        assert!(
+            !shown.contains("s3cr") && !shown.contains("al@ice") && !shown.contains("al%40"),
+            "{shown}"
+        );
         assert_eq!(p.to_string(), "http://***@proxy.example:3128");
         assert_eq!(p.base_url(), "http://proxy.example:3128");
-        assert_eq!(ProxyUrl::parse("proxy:8080").unwrap().to_string(), "http://proxy:8080");
+        assert_eq!(
+            ProxyUrl::parse("proxy:8080").unwrap().to_string(),
+            "http://proxy:8080"
+        );
         assert_eq!(ProxyUrl::parse("http://[::1]").unwrap().authority(), "[::1]:80");
         let e = ProxyUrl::parse("https://u:topsecret@p:1").unwrap_err();
         assert!(e.contains("https://") && !e.contains("topsecret"), "{e}");
         assert!(ProxyUrl::parse("socks5://p:1080").is_err());
         assert!(ProxyUrl::parse("http://p:1/path").is_err());
         assert_eq!(
-            ProxyCredentials::parse("u:p:w\n").unwrap().header_value().expose(),
+            ProxyCredentials::parse("u:p:w\n")
+                .unwrap()
+                .header_value()
+                .expose(),
             "Basic dTpwOnc="
         );
         assert!(ProxyCredentials::parse("nocolon").is_err());

@@ -76,10 +76,7 @@ pub fn parse_connect_response(buf: &[u8]) -> Result<Option<ConnectResponse>, Str
 
 /// At most 100 printable characters of what a proxy said.
 fn printable(s: &str) -> String {
-    s.chars()
-        .filter(|c| !c.is_control())
-        .take(100)
-        .collect()
+    s.chars().filter(|c| !c.is_control()).take(100).collect()
 }
 
 /// The CONNECT request for `target` (`host:port`).
@@ -98,7 +95,12 @@ pub fn connect_request(target: &str, proxy: &ProxyUrl) -> String {
 }
 
 /// Opens a tunnel to `host:port` through `proxy`; the stream has Nagle off.
-pub async fn connect(proxy: &ProxyUrl, host: &str, port: u16, timeout: Duration) -> Result<TcpStream, ProxyError> {
+pub async fn connect(
+    proxy: &ProxyUrl,
+    host: &str,
+    port: u16,
+    timeout: Duration,
+) -> Result<TcpStream, ProxyError> {
     let name = proxy.authority();
     let io = |message: String| ProxyError::Io {
         proxy: name.clone(),
@@ -180,7 +182,10 @@ mod tests {
         assert_eq!(parse_connect_response(b""), Ok(None));
         let head = b"HTTP/1.1 200 Connection established\r\nVia: x\r\n\r\n";
         let ok = parse_connect_response(head).unwrap().unwrap();
-        assert_eq!((ok.status, ok.reason.as_str(), ok.head_len), (200, "Connection established", head.len()));
+        assert_eq!(
+            (ok.status, ok.reason.as_str(), ok.head_len),
+            (200, "Connection established", head.len())
+        );
         let bare = parse_connect_response(b"HTTP/1.0 200\r\n\r\n").unwrap().unwrap();
         assert_eq!((bare.status, bare.reason.as_str()), (200, ""));
         let denied = parse_connect_response(b"HTTP/1.1 407 Proxy Authentication Required\r\n\r\n")
@@ -211,7 +216,10 @@ mod tests {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         tokio::spawn(async move {
-            for answer in ["HTTP/1.1 407 Proxy Authentication Required\r\n\r\n", "HTTP/1.1 403 Forbidden\r\n\r\n"] {
+            for answer in [
+                "HTTP/1.1 407 Proxy Authentication Required\r\n\r\n",
+                "HTTP/1.1 403 Forbidden\r\n\r\n",
+            ] {
                 let (mut s, _) = listener.accept().await.unwrap();
                 let mut buf = [0u8; 1024];
                 let _ = s.read(&mut buf).await;
@@ -219,9 +227,13 @@ mod tests {
             }
         });
         let proxy = ProxyUrl::parse(&format!("http://user:hunter2@127.0.0.1:{port}")).unwrap();
-        let e = connect(&proxy, "h.example", 443, Duration::from_secs(5)).await.unwrap_err();
+        let e = connect(&proxy, "h.example", 443, Duration::from_secs(5))
+            .await
+            .unwrap_err();
         assert!(matches!(e, ProxyError::AuthRequired { .. }), "{e}");
-        let e2 = connect(&proxy, "h.example", 443, Duration::from_secs(5)).await.unwrap_err();
+        let e2 = connect(&proxy, "h.example", 443, Duration::from_secs(5))
+            .await
+            .unwrap_err();
         assert!(matches!(e2, ProxyError::Refused { status: 403, .. }), "{e2}");
         for shown in [e.to_string(), format!("{e:?}"), e2.to_string(), format!("{e2:?}")] {
             assert!(!shown.contains("hunter2") && !shown.contains("user"), "{shown}");

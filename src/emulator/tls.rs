@@ -37,7 +37,11 @@ pub fn generate(extra_ip: std::net::IpAddr) -> Result<ServerTls, String> {
     let ca_cert = ca_params.self_signed(&ca_key).map_err(fail)?;
     let issuer = rcgen::Issuer::new(ca_params, ca_key);
 
-    let mut names = vec!["localhost".to_string(), "127.0.0.1".to_string(), "::1".to_string()];
+    let mut names = vec![
+        "localhost".to_string(),
+        "127.0.0.1".to_string(),
+        "::1".to_string(),
+    ];
     if !extra_ip.is_loopback() && !extra_ip.is_unspecified() {
         names.push(extra_ip.to_string());
     }

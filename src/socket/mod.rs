@@ -201,7 +201,11 @@ pub async fn open(url: &PresignedUrl, cfg: &SocketConfig) -> Result<SocketHandle
 }
 
 /// [`open`] through `egress`'s proxies and trust (those of the session's API client).
-pub async fn open_via(url: &PresignedUrl, cfg: &SocketConfig, egress: &Egress) -> Result<SocketHandle, SocketError> {
+pub async fn open_via(
+    url: &PresignedUrl,
+    cfg: &SocketConfig,
+    egress: &Egress,
+) -> Result<SocketHandle, SocketError> {
     let parsed = check_websocket_url(url.expose())?;
     let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
     let ws_config = WebSocketConfig::default()

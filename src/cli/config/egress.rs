@@ -11,7 +11,14 @@ use crate::egress::{Egress, EgressKey, EgressSettings};
 use figment::Figment;
 
 /// The environment variables an [`Egress`] reads besides the configuration.
-pub const PROXY_VARS: [&str; 6] = ["HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "NO_PROXY", "no_proxy"];
+pub const PROXY_VARS: [&str; 6] = [
+    "HTTPS_PROXY",
+    "https_proxy",
+    "HTTP_PROXY",
+    "http_proxy",
+    "NO_PROXY",
+    "no_proxy",
+];
 
 pub(super) fn egress(raw: &RawConfig, fig: &Figment, ctx: &Context, p: &mut Vec<Problem>) -> Option<Egress> {
     let settings = EgressSettings {
@@ -55,7 +62,8 @@ pub(super) fn egress(raw: &RawConfig, fig: &Figment, ctx: &Context, p: &mut Vec<
 /// target (credentials as `***`), whether a bypass list is set, and the trust anchors.
 pub(super) fn summary(egress: &Egress) -> Vec<(&'static str, String)> {
     let proxies = egress.proxies();
-    let show = |p: &Option<crate::egress::ProxyUrl>| p.as_ref().map_or("direct".to_string(), |p| p.to_string());
+    let show =
+        |p: &Option<crate::egress::ProxyUrl>| p.as_ref().map_or("direct".to_string(), |p| p.to_string());
     let mut lines = vec![
         ("proxy (https, wss)", show(&proxies.https)),
         ("proxy (http, ws)", show(&proxies.http)),
