@@ -20,9 +20,13 @@
 //!    heartbeat and ping every 10 s, phases spread over the period as the daemon's are)
 //!    with the default configuration, measured the same way; and once more with the
 //!    daemon's socket buffer sizes (memory only).
+//! 3. `idle-tls`: the daemon's side of `idle` again, over TLS: the emulator process
+//!    with `--tls`, its CA as the daemon's `ca_file`, so every socket is `wss://`
+//!    (a boxed rustls connection each) and every API call HTTPS. No baselines: compare
+//!    with the daemon's figure of `idle` at the same `IDLE_SESSIONS`.
 //!
-//! Run: `cargo bench --bench daemon` (about two and a half minutes; `-- sse` or `-- idle`
-//! for one part). The chatjs row needs `npm ci` in `interop/chatjs` (or `CHATJS_DIR`).
+//! Run: `cargo bench --bench daemon` (about three and a half minutes; `-- sse`, `-- idle`
+//! or `-- idle-tls` for one part). The chatjs row needs `npm ci` in `interop/chatjs` (or `CHATJS_DIR`).
 
 mod common;
 
@@ -538,14 +542,16 @@ async fn daemon_idle(
     endpoint: &str,
     tokens: &[String],
     window: Duration,
+    ca_file: Option<&Path>,
 ) -> (Idle, Duration, u64) {
     let sock = dir.join("control.sock");
     let limits: String = ["CreateParticipantConnection", "GetTranscript"]
         .map(|op| format!("[limits.{op}]\nrate = 100000\nburst = 100000\n"))
         .concat();
     let limits = format!("[limits]\nmax_sessions = 1000000\n{limits}");
+    let trust = ca_file.map_or(String::new(), |ca| format!("ca_file = \"{}\"\n", ca.display()));
     let config = format!(
-        "endpoint = \"{endpoint}\"\nstate_dir = \"{}\"\nheartbeat_interval = 10\n[control]\nlisten = \"unix:{}\"\n\
+        "{trust}endpoint = \"{endpoint}\"\nstate_dir = \"{}\"\nheartbeat_interval = 10\n[control]\nlisten = \"unix:{}\"\n\
          [journal]\nfsync = \"batch\"\n[log]\nlevel = \"warn\"\n{limits}",
         dir.join("state").display(),
         sock.display()
@@ -603,18 +609,16 @@ async fn daemon_idle(
     (idle, up, reconnects)
 }
 
-async fn bench_idle() {
-    let t = Instant::now();
-    // Each process holds a socket per session (the emulator one set at a time).
-    let limit = proc_field("/proc/self/limits", "Max open files", 3).saturating_sub(500) as usize;
-    let n = (env_num("IDLE_SESSIONS", 10_000) as usize).min(limit).max(1);
-    let window = Duration::from_secs(env_num("IDLE_SECONDS", 30));
-    let dir = tempfile::tempdir().unwrap();
+/// The emulator process (`--tls`: with its CA in `dir/ca.pem`) and its endpoint.
+async fn emulator_process(dir: &Path, tls: bool) -> (Child, String) {
     let mut emulator = Command::new(BIN);
     emulator
         .args(["emulator", "--listen", "127.0.0.1:0"])
         .stderr(std::process::Stdio::null());
-    let (_emulator, mut lines) = spawn(&mut emulator);
+    if tls {
+        emulator.arg("--tls").arg("--tls-ca-out").arg(dir.join("ca.pem"));
+    }
+    let (child, mut lines) = spawn(&mut emulator);
     let first = next_line(&mut lines, Duration::from_secs(30))
         .await
         .expect("the emulator's endpoint");
@@ -622,8 +626,12 @@ async fn bench_idle() {
         .as_str()
         .unwrap()
         .to_string();
-    let http = reqwest::Client::new();
-    let tokens: Vec<String> = concurrently(3 * n, 32, |_| {
+    (child, endpoint)
+}
+
+/// `n` chats' ParticipantTokens from the emulator's admin side.
+async fn chat_tokens(http: &reqwest::Client, endpoint: &str, n: usize) -> Vec<String> {
+    concurrently(n, 32, |_| {
         let (http, url) = (http.clone(), format!("{endpoint}/admin/chats"));
         async move {
             admin(&http, url, reqwest::Method::POST).await["ParticipantToken"]
@@ -632,7 +640,45 @@ async fn bench_idle() {
                 .to_string()
         }
     })
-    .await;
+    .await
+}
+
+/// `idle-tls`: the daemon alone, over TLS.
+async fn bench_idle_tls() {
+    let t = Instant::now();
+    let limit = proc_field("/proc/self/limits", "Max open files", 3).saturating_sub(500) as usize;
+    let n = (env_num("IDLE_SESSIONS", 10_000) as usize).min(limit).max(1);
+    let window = Duration::from_secs(env_num("IDLE_SECONDS", 30));
+    let dir = tempfile::tempdir().unwrap();
+    let (_emulator, endpoint) = emulator_process(dir.path(), true).await;
+    let ca = std::fs::read(dir.path().join("ca.pem")).unwrap();
+    let http = reqwest::Client::builder()
+        .tls_certs_merge([reqwest::Certificate::from_pem(&ca).unwrap()])
+        .build()
+        .unwrap();
+    let tokens = chat_tokens(&http, &endpoint, n).await;
+    let ca_file = dir.path().join("ca.pem");
+    let (ours, up, reconnects) = daemon_idle(dir.path(), &endpoint, &tokens, window, Some(&ca_file)).await;
+    println!(
+        "idle-tls: {n} subscribed sessions over TLS (wss://, https://, ca_file) in `connect-chatd run` (all live {:.1} s after the first add, {reconnects} reconnects): {:.1} KiB RSS per session, {:.2} % of a core over {} s; {:.0} s in all",
+        up.as_secs_f64(),
+        ours.kib,
+        ours.cpu,
+        window.as_secs(),
+        t.elapsed().as_secs_f64()
+    );
+}
+
+async fn bench_idle() {
+    let t = Instant::now();
+    // Each process holds a socket per session (the emulator one set at a time).
+    let limit = proc_field("/proc/self/limits", "Max open files", 3).saturating_sub(500) as usize;
+    let n = (env_num("IDLE_SESSIONS", 10_000) as usize).min(limit).max(1);
+    let window = Duration::from_secs(env_num("IDLE_SECONDS", 30));
+    let dir = tempfile::tempdir().unwrap();
+    let (_emulator, endpoint) = emulator_process(dir.path(), false).await;
+    let http = reqwest::Client::new();
+    let tokens = chat_tokens(&http, &endpoint, 3 * n).await;
     let (daemon_tokens, rest) = tokens.split_at(n);
     let (default_tokens, small_tokens) = rest.split_at(n);
     let raw = baseline(dir.path(), &endpoint, default_tokens, false, Some(window)).await;
@@ -649,7 +695,7 @@ async fn bench_idle() {
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    let (ours, up, reconnects) = daemon_idle(dir.path(), &endpoint, daemon_tokens, window).await;
+    let (ours, up, reconnects) = daemon_idle(dir.path(), &endpoint, daemon_tokens, window, None).await;
     let met = if ours.kib <= 16.0 && ours.cpu < 5.0 {
         "met"
     } else {
@@ -695,11 +741,15 @@ fn main() {
     if args.iter().any(|a| a == "--list") {
         return;
     }
-    let (sse, idle) = (args.iter().any(|a| a == "sse"), args.iter().any(|a| a == "idle"));
-    if sse || !idle {
+    let part = |name: &str| args.iter().any(|a| a == name);
+    let all = !part("sse") && !part("idle") && !part("idle-tls");
+    if all || part("sse") {
         rt.block_on(bench_sse());
     }
-    if idle || !sse {
+    if all || part("idle") {
         rt.block_on(bench_idle());
+    }
+    if all || part("idle-tls") {
+        rt.block_on(bench_idle_tls());
     }
 }
