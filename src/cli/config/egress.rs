@@ -85,3 +85,59 @@ pub(super) fn summary(egress: &Egress) -> Vec<(&'static str, String)> {
     ));
     lines
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::tests::Setup;
+
+    const REGION: &str = "region = \"us-east-1\"\n";
+
+    #[test]
+    fn bad_egress_values_name_the_key_and_source_but_no_secret() {
+        let s = Setup::new(&format!("{REGION}proxy = \"socks5://u:hunter22@p:1080\"\n"));
+        let err = s.err(&[]);
+        assert!(err.contains(&format!("proxy (in {})", s.file())), "{err}");
+        assert!(
+            err.contains("unsupported proxy scheme") && !err.contains("hunter22"),
+            "{err}"
+        );
+        let err = Setup::new(REGION).err(&[("https_proxy", "https://u:hunter22@p")]);
+        assert!(
+            err.contains("https_proxy (from environment variable https_proxy)"),
+            "{err}"
+        );
+        assert!(!err.contains("hunter22"), "{err}");
+        let err = Setup::new(REGION).err(&[("CONNECT_CHATD_CA_FILE", "/nonexistent/ca.pem")]);
+        assert!(
+            err.contains("ca_file (from environment variable CONNECT_CHATD_CA_FILE)")
+                && err.contains("cannot read"),
+            "{err}"
+        );
+        let err = Setup::new(&format!("{REGION}proxy_credentials_file = \"missing.creds\"\n")).err(&[]);
+        assert!(err.contains("proxy_credentials_file (in "), "{err}");
+    }
+
+    #[test]
+    fn the_key_beats_the_environment_and_the_summary_hides_credentials() {
+        let s = Setup::new(&format!("{REGION}proxy = \"http://u:hunter22@key-proxy:3128\"\n"));
+        let cfg = s
+            .load(&[
+                ("HTTPS_PROXY", "http://env-proxy:1"),
+                ("NO_PROXY", "internal.example"),
+            ])
+            .unwrap();
+        let https = cfg.egress.proxies().https.clone().unwrap();
+        assert_eq!(https.host, "key-proxy");
+        assert!(cfg.egress.proxies().no_proxy.matches("a.internal.example"));
+        let summary = cfg.summary();
+        assert!(
+            summary.contains("proxy (https, wss): http://***@key-proxy:3128"),
+            "{summary}"
+        );
+        assert!(!summary.contains("hunter22") && !format!("{cfg:?}").contains("hunter22"));
+        let direct = Setup::new(&format!("{REGION}proxy = \"\"\n"))
+            .load(&[("HTTPS_PROXY", "http://env-proxy:1")])
+            .unwrap();
+        assert!(direct.egress.proxies().https.is_none());
+    }
+}
