@@ -660,9 +660,11 @@ async fn bench_idle_tls() {
     let ca_file = dir.path().join("ca.pem");
     let (ours, up, reconnects) = daemon_idle(dir.path(), &endpoint, &tokens, window, Some(&ca_file)).await;
     println!(
-        "idle-tls: {n} subscribed sessions over TLS (wss://, https://, ca_file) in `connect-chatd run` (all live {:.1} s after the first add, {reconnects} reconnects): {:.1} KiB RSS per session, {:.2} % of a core over {} s; {:.0} s in all",
+        "idle-tls: {n} subscribed sessions over TLS (wss://, https://, ca_file) in `connect-chatd run` (all live {:.1} s after the first add, {reconnects} reconnects): {:.1} KiB RSS per session after {} s idle ({:.1} KiB 2 s after bring-up), {:.2} % of a core over {} s; {:.0} s in all",
         up.as_secs_f64(),
         ours.kib,
+        window.as_secs(),
+        ours.early_kib,
         ours.cpu,
         window.as_secs(),
         t.elapsed().as_secs_f64()
