@@ -78,21 +78,14 @@ impl IntoResponse for ApiFailure {
 
 impl From<DaemonError> for ApiFailure {
     fn from(e: DaemonError) -> ApiFailure {
-        if let DaemonError::Cluster(_) = e {
-            let failure = ApiFailure::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "cluster_unavailable",
-                e.to_string(),
-            );
-            return failure.retry_after(RETRY_CLUSTER);
-        }
-        if let DaemonError::TooManySessions(_) = e {
-            let failure = ApiFailure::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "too_many_sessions",
-                e.to_string(),
-            );
-            return failure.retry_after(RETRY_SESSIONS);
+        // Both say when to come back.
+        let retry = match &e {
+            DaemonError::Cluster(_) => Some(("cluster_unavailable", RETRY_CLUSTER)),
+            DaemonError::TooManySessions(_) => Some(("too_many_sessions", RETRY_SESSIONS)),
+            _ => None,
+        };
+        if let Some((code, after)) = retry {
+            return ApiFailure::new(StatusCode::SERVICE_UNAVAILABLE, code, e.to_string()).retry_after(after);
         }
         let (status, code) = match &e {
             DaemonError::Invalid { .. } => (StatusCode::BAD_REQUEST, "bad_request"),
@@ -102,8 +95,7 @@ impl From<DaemonError> for ApiFailure {
             DaemonError::Ended(_) => (StatusCode::GONE, "chat_ended"),
             DaemonError::NotConnected(_) => (StatusCode::SERVICE_UNAVAILABLE, "not_connected"),
             DaemonError::Journal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
-            DaemonError::Cluster(_) => unreachable!("answered above"),
-            DaemonError::TooManySessions(_) => unreachable!("answered above"),
+            DaemonError::TooManySessions(_) | DaemonError::Cluster(_) => unreachable!("answered above"),
         };
         ApiFailure::new(status, code, e.to_string())
     }

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod daemon;
+pub mod nats;
 
 use connect_chatd::api::model::{Item, ParticipantRole};
 use connect_chatd::api::{ApiClient, Endpoint, RetryPolicy};
