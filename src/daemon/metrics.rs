@@ -47,6 +47,19 @@ struct SessionLabel {
 
 type Seconds = Gauge<f64, AtomicU64>;
 
+impl Daemon {
+    /// `http.metrics_per_session`: session names as labels.
+    pub fn set_metrics_per_session(&self, on: bool) {
+        self.metrics_per_session
+            .store(on, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    pub fn metrics_per_session(&self) -> bool {
+        self.metrics_per_session
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
 /// The whole exposition, in the format `accept` asks for.
 pub fn render(daemon: &Daemon, accept: Option<&str>) -> (String, &'static str) {
     let mut registry = Registry::with_prefix("connect_chatd");
