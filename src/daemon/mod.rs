@@ -19,6 +19,7 @@
 mod adopt;
 pub mod control;
 mod readiness;
+mod runner;
 mod streams;
 pub use readiness::{Readiness, DEFAULT_READYZ_GRACE};
 pub mod metrics;

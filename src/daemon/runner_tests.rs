@@ -1,7 +1,12 @@
 //! Unit tests of a daemon session's runner.
 
+use crate::api::ApiClient;
+use crate::secret::Secret;
+use crate::session::{Supervisor, SupervisorConfig};
+
 mod size_tests {
     use super::super::*;
+    use super::*;
 
     /// Every idle session holds a runner's task for as long as it lives: waits that are
     /// rare (appends, state records, the end) are boxed, and Items wait boxed in the
