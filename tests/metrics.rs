@@ -118,21 +118,25 @@ async fn metrics_follow_the_sessions_and_the_faults() {
     emu.inject_fault(FaultSpec::fail("CreateParticipantConnection", 429, 2));
     emu.inject_fault(FaultSpec::fail("CreateParticipantConnection", 503, 1));
     emu.drop_sockets(Some(&chat.participant_id));
-    let text = until(&d, "live again after the faults", |t| {
-        let reconnects = ["dropped", "server_close"]
-            .iter()
-            .filter_map(|c| value(t, &format!("connect_chatd_reconnects_total{{cause=\"{c}\"}}")))
-            .sum::<f64>();
-        reconnects >= 1.0 && value(t, "connect_chatd_sessions{state=\"live\"}") == Some(1.0)
-    })
-    .await;
-    let calls = |outcome: &str| {
+    let calls = |t: &str, outcome: &str| {
         value(
-            &text,
+            t,
             &format!("connect_chatd_api_calls_total{{operation=\"CreateParticipantConnection\",outcome=\"{outcome}\"}}"),
         )
         .unwrap_or(0.0)
     };
+    // Live again means a new connection was made (the state still reads `live` for a
+    // moment after the socket is lost).
+    let text = until(&d, "live again after the faults", |t| {
+        calls(t, "ok") >= 2.0 && value(t, "connect_chatd_sessions{state=\"live\"}") == Some(1.0)
+    })
+    .await;
+    let reconnects = ["dropped", "server_close"]
+        .iter()
+        .filter_map(|c| value(&text, &format!("connect_chatd_reconnects_total{{cause=\"{c}\"}}")))
+        .sum::<f64>();
+    assert!(reconnects >= 1.0, "{text}");
+    let calls = |outcome: &str| calls(&text, outcome);
     assert_eq!(calls("throttled"), 2.0, "{text}");
     assert_eq!(calls("server_error"), 1.0, "{text}");
     assert!(calls("ok") >= 2.0, "{text}");
