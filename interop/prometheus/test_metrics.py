@@ -114,8 +114,11 @@ def setup():
                 f'[http]\nlisten = "127.0.0.1:{port}"\nreadyz_grace = 1\nmetrics_per_session = true\n'
                 f'[log]\nlevel = "warn"\n' + sessions
             )
+        # The daemon refuses CONNECT_CHATD_* variables it does not know (interop/run
+        # exports CONNECT_CHATD_BIN for the suites): it gets none of them.
+        env = {k: v for k, v in os.environ.items() if not k.startswith("CONNECT_CHATD_")}
         daemon = subprocess.Popen(
-            [BINARY, "run", "--config", config], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+            [BINARY, "run", "--config", config], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env
         )
         s = Setup(endpoint, probe, daemon, contacts)
         wait_for("/readyz 200", lambda: _quiet(s.readyz) == 200)
