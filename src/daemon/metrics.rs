@@ -92,10 +92,13 @@ fn scrape(daemon: &Daemon, r: &mut Registry) {
         let entries = daemon.sessions.lock().expect("sessions lock");
         for (name, entry) in entries.iter() {
             let (state, not_live_for, last_item_at) = match entry {
-                Entry::Running(s) => {
-                    let view = s.view();
-                    (view.state, s.not_live_for(), view.last_item_at)
-                }
+                // The state alone unless the last Item's time is asked for: a whole view
+                // clones every session's labels under the sessions lock.
+                Entry::Running(s) => (
+                    s.state(),
+                    s.not_live_for(),
+                    per_session.then(|| s.view().last_item_at).flatten(),
+                ),
                 Entry::Retired(v) => (v.state, None, v.last_item_at.clone()),
             };
             if let Some(state) = STATES.iter().find(|s| **s == state) {
