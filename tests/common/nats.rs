@@ -17,6 +17,20 @@ pub fn nats_server() -> Option<PathBuf> {
     })
 }
 
+/// The `nats-server` binary; without one, `None` after saying the test is skipped, or
+/// a failure under CI (`CI` set), which must have installed it.
+pub fn nats_server_or_skip() -> Option<PathBuf> {
+    let found = nats_server();
+    if found.is_none() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "nats-server is required under CI"
+        );
+        eprintln!("SKIPPED: nats-server is not installed (apt-get install nats-server)");
+    }
+    found
+}
+
 /// A loopback TCP port that was free a moment ago.
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
