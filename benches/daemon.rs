@@ -352,8 +352,11 @@ async fn bench_sse() {
         let (chat, p) = (emu.create_chat("Bench"), Instant::now());
         publish(&emu, &chat, n).await;
         produce.push(n as f64 / p.elapsed().as_secs_f64());
-        raw.push(raw_rate(&emu, n).await);
-        chatjs.extend(chatjs_rate(&emu, n).await);
+        // `SSE_BASELINES=0` leaves the baselines out (for profiling the daemon alone).
+        if env_num("SSE_BASELINES", 1) != 0 {
+            raw.push(raw_rate(&emu, n).await);
+            chatjs.extend(chatjs_rate(&emu, n).await);
+        }
         let b = daemon_rate(&emu, n).await;
         ours.push(b.rate);
         reconnects += b.reconnects;

@@ -11,6 +11,9 @@ use crate::egress::{Egress, ProxyUrl};
 use std::error::Error as _;
 use std::time::Duration;
 
+/// Idle keep-alive connections kept per host.
+const POOL_MAX_IDLE_PER_HOST: usize = 16;
+
 pub(super) fn http_client(egress: &Egress, timeout: Duration) -> Result<reqwest::Client, ApiError> {
     crate::tls::install_crypto_provider();
     let mut builder = reqwest::Client::builder()
@@ -18,6 +21,10 @@ pub(super) fn http_client(egress: &Egress, timeout: Duration) -> Result<reqwest:
         .timeout(timeout)
         .connect_timeout(Duration::from_secs(10))
         .pool_idle_timeout(Duration::from_secs(50))
+        // A burst of calls (thousands of sessions resuming at once) must not leave as
+        // many idle connections behind: each holds hyper's buffers (~17 KiB) and a
+        // descriptor. The limiter's rates need only a few.
+        .pool_max_idle_per_host(POOL_MAX_IDLE_PER_HOST)
         // The environment was read into `egress`, which alone decides.
         .no_proxy()
         .tls_backend_preconfigured(rustls::ClientConfig::clone(&egress.tls()));
