@@ -39,7 +39,7 @@ use connect_chatd::emulator::{Emulator, EmulatorConfig, Timing};
 use connect_chatd::journal::{Fsync, Journal, JournalSettings};
 use connect_chatd::secret::Secret;
 use connect_chatd::session::{History, SupervisorConfig};
-use connect_chatd::socket::frame;
+use connect_chatd::socket::{frame, SocketConfig};
 use futures_util::{SinkExt, StreamExt};
 use http_body_util::BodyExt;
 use serde_json::{json, Value};
@@ -426,7 +426,7 @@ async fn baseline_child(tokens: &Path, endpoint: &str, small: bool) {
     let _ = stdin.next_line().await;
     let config = small.then(|| {
         WebSocketConfig::default()
-            .read_buffer_size(4096)
+            .read_buffer_size(SocketConfig::default().read_buffer_size)
             .write_buffer_size(0)
     });
     let (n, tokens) = (tokens.len(), Arc::new(tokens));
@@ -723,7 +723,8 @@ async fn bench_idle() {
         ours.cpu / raw.cpu.max(0.01)
     );
     println!(
-        "idle: the same with the daemon's buffer sizes (4 KiB read, no write buffer): {:.1} KiB per socket: the daemon takes {:.2}x; {:.0} s in all",
+        "idle: the same with the daemon's buffer sizes ({} B read, no write buffer): {:.1} KiB per socket: the daemon takes {:.2}x; {:.0} s in all",
+        SocketConfig::default().read_buffer_size,
         small.kib,
         ours.kib / small.kib,
         t.elapsed().as_secs_f64()

@@ -18,6 +18,7 @@
 mod dial;
 pub mod frame;
 mod task;
+mod upgrade;
 
 use task::SocketTask;
 
@@ -63,7 +64,9 @@ pub struct SocketConfig {
     pub slow_consumer_limit: Duration,
     /// Largest websocket message accepted (an Item is at most 16384 characters).
     pub max_message_size: usize,
-    /// tungstenite's read buffer: it decides most of the memory of an idle socket.
+    /// tungstenite's read buffer: it decides most of the memory of an idle socket. The
+    /// transport reads ahead in 64 KiB (see `dial`), so a small one costs no system
+    /// calls; a larger frame grows it.
     pub read_buffer_size: usize,
     /// Time allowed for the close handshake when we close.
     pub close_timeout: Duration,
@@ -81,7 +84,7 @@ impl Default for SocketConfig {
             event_capacity: 256,
             slow_consumer_limit: Duration::from_secs(60),
             max_message_size: 256 * 1024,
-            read_buffer_size: 4096,
+            read_buffer_size: 512,
             close_timeout: Duration::from_secs(5),
         }
     }

@@ -48,7 +48,7 @@ mod size_tests {
         let tcp = tokio::net::TcpStream::connect(listener.local_addr().unwrap())
             .await
             .unwrap();
-        let ws = WebSocketStream::from_raw_socket(dial::Stream::Plain(tcp), Role::Client, None).await;
+        let ws = WebSocketStream::from_raw_socket(dial::Stream::plain(tcp), Role::Client, None).await;
         let (tx, _rx) = mpsc::channel(1);
         let (_close, close_rx) = oneshot::channel();
         let task = SocketTask {
